@@ -1,0 +1,36 @@
+"""searchd: scikit-learn grid searches run by a daemon on idle CPU, with signed checkpoints."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    CheckpointError,
+    DataError,
+    JobSpecError,
+    SearchdError,
+    SettingsError,
+    StateLockedError,
+)
+
+if TYPE_CHECKING:
+    from .access import JobResults
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "DataError",
+    "JobSpecError",
+    "SearchdError",
+    "SettingsError",
+    "StateLockedError",
+    "load_results",
+]
+
+
+def load_results(job_id: str, state_dir: Any = "state") -> JobResults:
+    """The verified results of a job (see :func:`searchd.access.load_results`)."""
+    from .access import load_results as _load  # lazy: keeps ``import searchd`` light
+
+    return _load(job_id, state_dir)

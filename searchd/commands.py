@@ -1,0 +1,286 @@
+"""The CLI's commands other than ``run``: validate, submit, status, show, export, ..."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import JobSpecError, NotFoundError, SearchdError
+from .jobfiles import scan
+from .jobstate import JobRecord, JobState, all_summaries, finite, read_summary, write_summary
+from .settings import Settings
+from .spec import SUFFIXES, JobSpec, load_job
+from .store import CheckpointStore, atomic_write, load_key
+
+PAUSE_FILE = "pause.json"
+CANCEL_FILE = "cancel.request"
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(finite(value), indent=2, default=str))
+
+
+def _fmt_score(v: float | None) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
+def _fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def bar(done: int, total: int, width: int = 20) -> str:
+    frac = done / total if total else 0.0
+    full = int(frac * width)
+    return "[" + "#" * full + "." * (width - full) + f"] {frac * 100:3.0f}%"
+
+
+# --- validate / submit -----------------------------------------------------------------------
+
+def check_job(path: Path, settings: Settings) -> tuple[JobSpec, dict[str, Any]]:
+    """Everything the worker will check: schema, allow-list, parameters, data."""
+    from .data import load_dataset
+    from .estimators import check_model, is_classification
+    if path.suffix not in SUFFIXES:
+        raise JobSpecError(f"{path}: a job file ends in .toml or .json")
+    spec = load_job(path, settings.max_candidates)
+    for m in spec.models:
+        check_model(spec, m, settings.allow_modules)
+    data = load_dataset(spec, is_classification(spec, settings.allow_modules))
+    info = {"train_samples": len(data.y_train),
+            "test_samples": None if data.y_test is None else len(data.y_test),
+            "features": int(data.X_train.shape[1]) if data.X_train.ndim > 1 else 1}
+    return spec, info
+
+
+def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    spec, info = check_job(args.file, settings)
+    plan = {"job": spec.id, "file": str(args.file), "data": spec.data.source, **info,
+            "folds": spec.search.folds, "scoring": list(spec.search.scoring or ["score"]),
+            "models": [{"name": m.name, "estimator": m.estimator, "candidates": m.n_candidates,
+                        "fits": m.n_candidates * spec.search.folds} for m in spec.models],
+            "candidates": spec.n_candidates, "fits": spec.fits_total}
+    if args.json:
+        _print_json(plan)
+        return 0
+    test = f", {info['test_samples']} held out" if info["test_samples"] else ""
+    print(f"{args.file}: valid job {spec.id!r}")
+    print(f"  data: {spec.data.source} ({info['train_samples']} training samples{test})")
+    print(f"  cv: {spec.search.folds} folds; scoring: {', '.join(plan['scoring'])}")
+    width = max(len(m.name) for m in spec.models)
+    for m in plan["models"]:
+        print(f"  {m['name']:<{width}}  {m['estimator']:<32} {m['candidates']:>7,} candidates "
+              f"{m['fits']:>9,} fits")
+    print(f"  total: {spec.n_candidates:,} candidates, {spec.fits_total:,} fits")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    spec, _ = check_job(args.file, settings)
+    dest = settings.jobs_dir / f"{spec.id}{args.file.suffix}"
+    raw = args.file.read_bytes()
+    for other in settings.jobs_dir.glob(f"{spec.id}.*"):
+        if other.suffix in SUFFIXES and other != dest:
+            raise SearchdError(f"{dest}: job {spec.id!r} already exists as {other}")
+    if dest.exists() and dest.resolve() != args.file.resolve() and dest.read_bytes() != raw:
+        raise SearchdError(f"{dest}: a different job {spec.id!r} is already submitted; "
+                           "remove it first or rename yours")
+    if not settings.jobs_dir.is_dir():
+        raise NotFoundError(f"{settings.jobs_dir}: jobs directory not found")
+    atomic_write(dest, raw)
+    dest.touch()  # re-queues a failed or cancelled job with the same content
+    print(f"submitted {spec.id} → {dest} ({spec.fits_total:,} fits)")
+    return 0
+
+
+# --- status / show ---------------------------------------------------------------------------
+
+def job_records(settings: Settings) -> list[JobRecord]:
+    """Summaries in state/, plus job files the daemon has not picked up yet."""
+    recs = {r.id: r for r in all_summaries(settings.state_dir)}
+    files, _ = scan(settings.jobs_dir)
+    for jid, jf in files.items():
+        if jid not in recs:
+            recs[jid] = JobRecord(id=jid, source=str(jf.path), error="not picked up yet")
+    return sorted(recs.values(), key=lambda r: r.id)
+
+
+def status_json(rec: JobRecord) -> dict[str, Any]:
+    return {
+        "id": rec.id, "state": rec.state.value, "fits_done": rec.fits_done,
+        "fits_total": rec.fits_total, "fits_computed": rec.fits_computed,
+        "error": rec.error if rec.state in (JobState.INVALID, JobState.FAILED) else None,
+        "paused_reason": rec.paused_reason, "disk_error": rec.disk_error,
+        "eta_seconds": rec.eta_seconds, "file_changed": rec.file_changed,
+        "file_removed": rec.file_removed, "backend": rec.backend,
+        "models": {n: {k: m.get(k) for k in ("state", "fits_done", "fits_total", "best_score",
+                                             "best_params", "test_score")}
+                   for n, m in rec.models.items()},
+    }
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    recs = job_records(settings)
+    if args.json:
+        _print_json([status_json(r) for r in recs])
+        return 0
+    if not recs:
+        print(f"no jobs (put job files in {settings.jobs_dir})")
+    for r in recs:
+        line = f"{r.id:<16} {r.state.value:<9} {bar(r.fits_done, r.fits_total)} " \
+               f"{r.fits_done:,}/{r.fits_total:,} fits"
+        if r.state in (JobState.RUNNING, JobState.PAUSED, JobState.QUEUED) and r.eta_seconds:
+            line += f"  ETA {_fmt_seconds(r.eta_seconds)}"
+        print(line)
+        notes = []
+        if r.paused_reason:
+            notes.append(f"paused: {r.paused_reason}")
+        if r.disk_error:
+            notes.append(f"waiting for disk: {r.disk_error}")
+        if r.error and r.state in (JobState.INVALID, JobState.FAILED, JobState.QUEUED):
+            notes.append(r.error)
+        if r.file_changed:
+            notes.append("the job file changed since it was accepted; the frozen spec runs")
+        if r.file_removed:
+            notes.append("the job file was removed; its results stay")
+        for n in notes:
+            print(f"    {n}")
+        for name, m in r.models.items():
+            print(f"    {name:<12} {m.get('state', '?'):<8} {m.get('fits_done', 0):>7,}/"
+                  f"{m.get('fits_total', 0):<7,} best {_fmt_score(m.get('best_score'))}")
+    return 0
+
+
+def _require_record(settings: Settings, job: str) -> JobRecord:
+    rec = read_summary(settings.state_dir, job)
+    if rec is None:
+        raise NotFoundError(f"no job {job!r} in {settings.state_dir}")
+    return rec
+
+
+def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    from .access import load_results
+    rec = _require_record(settings, args.job)
+    try:
+        results = load_results(args.job, settings.state_dir, with_estimators=False)
+        models = results.models
+    except NotFoundError:
+        models = {}
+    out: dict[str, Any] = {**status_json(rec), "models": {}}
+    for name, summ in rec.models.items() or {n: {} for n in models}.items():
+        entry: dict[str, Any] = dict(summ)
+        m = models.get(name)
+        if m is not None:
+            cv = m.cv_results_
+            entry.update(state=m.state, fits_done=m.fits_done, fits_total=m.fits_total,
+                         best_params=m.best_params_ if m.best_index_ is not None
+                         else summ.get("best_params"),
+                         best_score=m.best_score_ if m.best_index_ is not None
+                         else summ.get("best_score"),
+                         test_score=m.test_score_, errors=len(m.errors),
+                         cv_results={k: (v.tolist() if hasattr(v, "tolist") else v)
+                                     for k, v in cv.items()})
+        out["models"][name] = entry
+    if args.json:
+        _print_json(out)
+        return 0
+    print(f"{rec.id}: {rec.state.value}, {rec.fits_done:,}/{rec.fits_total:,} fits "
+          f"({rec.fits_computed:,} computed)")
+    if rec.error:
+        print(f"  {rec.error}")
+    for name, e in out["models"].items():
+        print(f"\n  {name}: {e.get('state')}, {e.get('fits_done', 0):,}/{e.get('fits_total', 0):,}"
+              f" fits")
+        print(f"    best CV score: {_fmt_score(e.get('best_score'))}  params: "
+              f"{json.dumps(e.get('best_params'))}")
+        if e.get("test_score"):
+            ts = ", ".join(f"{k} {_fmt_score(v)}" for k, v in e["test_score"].items())
+            print(f"    hold-out: {ts}")
+        if e.get("errors"):
+            print(f"    {e['errors']} fit(s) failed (scored nan)")
+        cv = e.get("cv_results")
+        if cv:
+            suffix = next(k for k in cv if k.startswith("rank_test_"))[len("rank_test_"):]
+            order = sorted(range(len(cv["params"])), key=lambda i: cv[f"rank_test_{suffix}"][i])
+            for i in order[:args.top]:
+                print(f"    #{cv[f'rank_test_{suffix}'][i]:<4} "
+                      f"{_fmt_score(cv[f'mean_test_{suffix}'][i])} ± "
+                      f"{_fmt_score(cv[f'std_test_{suffix}'][i])}  {json.dumps(cv['params'][i])}")
+    return 0
+
+
+# --- export / verify -------------------------------------------------------------------------
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from .export import export_model
+    name = export_model(settings.state_dir, args.job, args.model, args.format, args.output)
+    print(f"exported {args.job}/{name} ({args.format}) → {args.output}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    key = load_key(settings.state_dir)
+    jobs = [args.job] if args.job else sorted(
+        d.name for d in settings.state_dir.iterdir() if d.is_dir() and d.name != "quarantine")
+    bad = 0
+    report = []
+    for jid in jobs:
+        d = settings.state_dir / jid
+        if not d.is_dir():
+            raise NotFoundError(f"no job {jid!r} in {settings.state_dir}")
+        for path, reason in CheckpointStore(d, key, jid).verify_all():
+            bad += reason is not None
+            report.append({"file": str(path), "ok": reason is None, "reason": reason})
+    if args.json:
+        _print_json(report)
+    else:
+        for r in report:
+            print(f"{'ok ' if r['ok'] else 'BAD'} {r['file']}" +
+                  ("" if r["ok"] else f": {r['reason']}"))
+        print(f"{len(report)} checkpoint(s), {bad} bad")
+    return 1 if bad else 0
+
+
+# --- operator pause / cancel -----------------------------------------------------------------
+
+def cmd_pause(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.state_dir.is_dir():
+        raise NotFoundError(f"{settings.state_dir}: state directory not found")
+    until = None if args.duration is None else time.time() + args.duration
+    atomic_write(settings.state_dir / PAUSE_FILE, json.dumps({"until": until}).encode())
+    print("paused" + ("" if until is None else
+                      f" until {time.strftime('%Y-%m-%d %H:%M', time.localtime(until))}"))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
+    (settings.state_dir / PAUSE_FILE).unlink(missing_ok=True)
+    print("resumed")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    from filelock import FileLock, Timeout
+    rec = _require_record(settings, args.job)
+    if rec.state not in (JobState.QUEUED, JobState.RUNNING, JobState.PAUSED, JobState.FAILED):
+        raise SearchdError(f"job {args.job} is {rec.state.value}; nothing to cancel")
+    atomic_write(settings.state_dir / args.job / CANCEL_FILE, b"")
+    lock = FileLock(str(settings.state_dir / "searchd.lock"), timeout=0)
+    try:
+        with lock:  # no daemon running: apply it ourselves
+            (settings.state_dir / args.job / CANCEL_FILE).unlink(missing_ok=True)
+            rec.to(JobState.CANCELLED, "cancelled by the operator")
+            write_summary(settings.state_dir, rec)
+            print(f"cancelled {args.job}")
+    except Timeout:
+        print(f"cancel requested; the daemon stops {args.job} within seconds")
+    return 0
+
+
+

@@ -1,0 +1,454 @@
+"""The supervisor: ``searchd run``.
+
+A light process (it never imports scikit-learn) driven by an APScheduler 3.x
+scheduler whose jobs all run in the main thread: ``scan`` reads ``jobs/``,
+``tick`` reads worker events, applies the idle gate, starts the next job,
+writes summaries and pings systemd. Signal handlers only set flags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from apscheduler.executors.debug import DebugExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.base import STATE_STOPPED
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from . import guard
+from .errors import JobSpecError
+from .idle import IdleGate, LoadSample, LoadSampler, resume_tree, suspend_tree
+from .jobfiles import JobFile, freeze, frozen_path, scan
+from .jobstate import ACTIVE, JobRecord, JobState, all_summaries, write_summary
+from .notify import Notifier
+from .settings import Settings
+from .spec import parse_job
+from .store import clean_temp_files, exclusive, load_key, make_private_dir
+from .workerproc import WorkerProc, describe_exit
+
+log = logging.getLogger("searchd")
+
+S = JobState
+EXIT_DONE, EXIT_INVALID, EXIT_LOCKED, EXIT_STOPPED = 0, 3, 5, 10
+PAUSE_FILE = "pause.json"
+CANCEL_FILE = "cancel.request"
+WARM_STOP_SECONDS = 8.0
+
+
+def read_operator_pause(state_dir: Path) -> float | None:
+    """The operator pause deadline (epoch seconds, inf = until resumed), or None."""
+    try:
+        data = json.loads((state_dir / PAUSE_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return math.inf  # unreadable: stay paused rather than run against the operator's wish
+    until = data.get("until")
+    if until is None:
+        return math.inf
+    return float(until) if float(until) > time.time() else None
+
+
+class Daemon:
+    def __init__(self, settings: Settings, drain: bool = False,
+                 sampler: LoadSampler | None = None, log_format: str = "%(message)s") -> None:
+        self.settings = settings
+        self.drain = drain
+        self.log_format = log_format
+        self.records: dict[str, JobRecord] = {}
+        self.files: dict[str, JobFile] = {}
+        self.worker: WorkerProc | None = None
+        self.notifier = Notifier()
+        self.gate = IdleGate.from_settings(settings)
+        self.sampler = sampler or LoadSampler()
+        self.suspended_since: float | None = None
+        self.pause_reason: str | None = None
+        self.not_before: dict[str, float] = {}
+        self.stop_signals = 0
+        self.reload_requested = False
+        self.exit_code = 0
+        self.scheduler: BlockingScheduler | None = None
+        self._dirty: set[str] = set()
+        self._last_tick = time.monotonic()
+        self._session_fits: dict[str, tuple[int, float]] = {}
+
+    # --- signals ---------------------------------------------------------------------------------
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_signals += 1
+
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self.reload_requested = True
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    # --- start -----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def started(self) -> Iterator[None]:
+        """Hold the state directory, clean up what a killed daemon left, load the records."""
+        state = self.settings.state_dir
+        make_private_dir(state)
+        with exclusive(state / "searchd.lock", f"state directory {state}", state / "searchd.pid"):
+            load_key(state, create=True)
+            n = guard.end_leftovers(state)
+            if n:
+                log.warning("ended %d leftover process(es) of a previous daemon", n)
+            for rec in all_summaries(state):
+                clean_temp_files(state / rec.id)
+                if rec.state in (S.RUNNING, S.PAUSED):
+                    rec.to(S.QUEUED)  # it was running when the last daemon died
+                    rec.paused_reason = None
+                self.records[rec.id] = rec
+                self._dirty.add(rec.id)
+            clean_temp_files(state)
+            yield
+
+    def run(self) -> int:
+        """Run until stopped (or drained); returns the process exit code."""
+        self.install_signals()
+        with self.started():
+            self.scan()
+            self.notifier.ready()
+            log.info("searchd started: jobs %s, state %s", self.settings.jobs_dir,
+                     self.settings.state_dir)
+            sched = BlockingScheduler(executors={"default": DebugExecutor()},
+                                      job_defaults={"coalesce": True, "max_instances": 1,
+                                                    "misfire_grace_time": None})
+            sched.add_job(self.scan, IntervalTrigger(seconds=self.settings.scan_interval),
+                          id="scan")
+            sched.add_job(self._tick_job, IntervalTrigger(seconds=min(
+                self.settings.sample_interval, 1.0)), id="tick")
+            self.scheduler = sched
+            self.tick()
+            if self.scheduler is not None:
+                try:
+                    sched.start()
+                except JobLookupError:
+                    # APScheduler 3 updates the job that ran after it returns; when that job
+                    # shut the scheduler down, its store is already empty. Nothing is lost.
+                    if sched.state != STATE_STOPPED:
+                        raise
+        return self.exit_code
+
+    def _tick_job(self) -> None:
+        self.tick()
+
+    def shutdown(self, code: int) -> None:
+        self.exit_code = code
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        self.scheduler = None
+
+    # --- scan ------------------------------------------------------------------------------------
+
+    def scan(self) -> None:
+        """Accept new job files, notice changed and removed ones, apply cancel requests."""
+        files, rejected = scan(self.settings.jobs_dir)
+        for path, reason in rejected:
+            log.error("%s: %s", path, reason)
+        for jid, jf in files.items():
+            rec = self.records.get(jid)
+            if rec is None:
+                rec = self.records[jid] = JobRecord(id=jid)
+                self._accept(rec, jf)
+            elif rec.state == S.INVALID and jf.digest != rec.spec_digest:
+                rec.to(S.QUEUED)
+                self._accept(rec, jf)
+            elif rec.state in (S.FAILED, S.CANCELLED) and jf.mtime > rec.mtime + 1e-6:
+                log.info("%s: job file touched; queueing it again", jid)
+                rec.to(S.QUEUED)
+                rec.deaths, rec.mtime = 0, jf.mtime
+                self._dirty.add(jid)
+            changed = rec.spec_digest is not None and jf.digest != rec.spec_digest
+            if rec.file_changed != changed or rec.file_removed:
+                if changed:
+                    log.warning("%s: the job file changed; the frozen spec keeps running", jid)
+                rec.file_changed, rec.file_removed = changed, False
+                self._dirty.add(jid)
+        for jid, rec in self.records.items():
+            if jid not in files and not rec.file_removed and rec.state != S.INVALID:
+                rec.file_removed = True
+                self._dirty.add(jid)
+                if self.worker is not None and self.worker.job_id == jid:
+                    log.info("%s: job file removed; stopping the job (results stay)", jid)
+                    self._stop_worker("removed")
+            if (self.settings.state_dir / jid / CANCEL_FILE).exists():
+                self._cancel(rec)
+        self.files = files
+
+    def _accept(self, rec: JobRecord, jf: JobFile) -> None:
+        rec.source, rec.mtime, rec.spec_digest = str(jf.path), jf.mtime, jf.digest
+        self._dirty.add(rec.id)
+        try:
+            spec = parse_job(jf.raw, jf.path, self.settings.max_candidates)
+        except JobSpecError as e:
+            rec.to(S.INVALID, str(e))
+            log.error("%s: invalid: %s", rec.id, e)
+            return
+        freeze(self.settings.state_dir / rec.id, jf)
+        rec.priority, rec.fits_total = spec.priority, spec.fits_total
+        rec.backend = spec.search.backend
+        log.info("%s: accepted %s: %d model type(s), %d fits", rec.id, jf.path,
+                 len(spec.models), spec.fits_total)
+
+    def _cancel(self, rec: JobRecord) -> None:
+        (self.settings.state_dir / rec.id / CANCEL_FILE).unlink(missing_ok=True)
+        if rec.state not in ACTIVE and rec.state != S.FAILED:
+            return
+        if self.worker is not None and self.worker.job_id == rec.id:
+            self._stop_worker("cancelled")
+        else:
+            rec.to(S.CANCELLED, "cancelled by the operator")
+            self._dirty.add(rec.id)
+
+    # --- tick ------------------------------------------------------------------------------------
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        elapsed, self._last_tick = now - self._last_tick, now
+        if self.stop_signals:
+            self.stop()
+            return
+        if self.reload_requested:
+            self.reload_requested = False
+            log.info("SIGHUP: configuration reload is applied at the next restart")
+        self._poll_worker(elapsed)
+        self._apply_gate(now)
+        if self.worker is None and self.pause_reason is None:
+            self._start_next(now)
+        self._write_summaries()
+        self._notify(now)
+        if self.drain and self.worker is None and not self._runnable(now, ignore_backoff=True):
+            failed = [r.id for r in self.records.values() if r.state == S.FAILED]
+            log.info("drained: every job is done, invalid or failed%s",
+                     f" (failed: {', '.join(failed)})" if failed else "")
+            self.shutdown(1 if failed else 0)
+
+    def _runnable(self, now: float, ignore_backoff: bool = False) -> list[JobRecord]:
+        recs = [r for r in self.records.values()
+                if r.state in ACTIVE and not r.file_removed and frozen_path(
+                    self.settings.state_dir / r.id) is not None
+                and (ignore_backoff or self.not_before.get(r.id, 0) <= now)]
+        return sorted(recs, key=lambda r: (-r.priority, r.mtime, r.id))
+
+    def _start_next(self, now: float) -> None:
+        runnable = self._runnable(now)
+        if not runnable:
+            return
+        rec = runnable[0]
+        self.worker = WorkerProc(self.settings, rec.id, self.log_format)
+        rec.to(S.RUNNING)
+        rec.started_at = rec.started_at or time.time()
+        rec.disk_error = None
+        self._session_fits.pop(rec.id, None)
+        self._dirty.add(rec.id)
+
+    def _poll_worker(self, elapsed: float) -> None:
+        w = self.worker
+        if w is None:
+            return
+        rec = self.records[w.job_id]
+        if self.suspended_since is None:
+            rec.run_seconds += elapsed
+        for ev in w.events():
+            self._on_event(rec, ev)
+        self._count_fits(rec)
+        code = w.poll()
+        if code is None:
+            return
+        for ev in w.events():  # what it said just before exiting
+            self._on_event(rec, ev)
+        w.close()
+        self.worker = None
+        self.suspended_since = None
+        self._on_exit(rec, w, code)
+        self._dirty.add(rec.id)
+
+    def _on_event(self, rec: JobRecord, ev: dict[str, Any]) -> None:
+        kind = ev.get("event")
+        if kind == "progress":
+            rec.models = ev.get("models", {})
+            done = sum(m["fits_done"] for m in rec.models.values())
+            if done > rec.fits_done and rec.deaths:
+                rec.deaths = 0  # progress again: deaths count "in a row"
+            rec.fits_done = done
+            rec.fits_total = sum(m["fits_total"] for m in rec.models.values())
+            start = self._session_fits.setdefault(rec.id, (done, rec.run_seconds))
+            rate_fits, rate_time = done - start[0], rec.run_seconds - start[1]
+            rec.eta_seconds = ((rec.fits_total - done) * rate_time / rate_fits
+                               if rate_fits > 0 and rate_time > 0 else None)
+        elif kind == "invalid":
+            rec.error = ev.get("error")
+        elif kind == "failed":
+            rec.error = ev.get("error")
+        elif kind == "disk":
+            rec.disk_error = ev.get("error")
+        self._dirty.add(rec.id)
+
+    def _count_fits(self, rec: JobRecord) -> None:
+        try:
+            rec.fits_computed = (self.settings.state_dir / rec.id / "fits.log").stat().st_size
+        except FileNotFoundError:
+            pass
+
+    def _on_exit(self, rec: JobRecord, w: WorkerProc, code: int) -> None:
+        self._count_fits(rec)
+        rec.paused_reason = None
+        rec.last_exit = describe_exit(code)
+        if code == EXIT_DONE and "done" in w.events_seen:
+            rec.deaths = 0
+            rec.to(S.DONE)
+            log.info("%s: done: %d fits (%d computed)", rec.id, rec.fits_total, rec.fits_computed)
+        elif code == EXIT_INVALID:
+            rec.to(S.INVALID, rec.error or "invalid job (see the log)")
+        elif code == EXIT_STOPPED and w.stop_reason is not None:
+            if w.stop_reason == "cancelled":
+                rec.to(S.CANCELLED, "cancelled by the operator")
+            else:
+                rec.to(S.QUEUED)
+        elif code == EXIT_LOCKED:
+            log.warning("%s: another process holds the job; retrying later", rec.id)
+            rec.to(S.QUEUED)
+            self.not_before[rec.id] = time.monotonic() + 10
+        elif "failed" in w.events_seen and code == 1:
+            rec.to(S.FAILED, rec.error)
+        else:
+            rec.deaths += 1
+            what = describe_exit(code)
+            if rec.deaths >= self.settings.max_worker_deaths:
+                rec.to(S.FAILED, f"worker died {rec.deaths} times in a row (last: {what})")
+            else:
+                delay = self.settings.restart_backoff * 2 ** (rec.deaths - 1)
+                log.error("%s: worker died (%s); restarting from the checkpoint in %.0fs "
+                          "(%d/%d)", rec.id, what, delay, rec.deaths,
+                          self.settings.max_worker_deaths)
+                rec.to(S.QUEUED, f"worker died ({what})")
+                self.not_before[rec.id] = time.monotonic() + delay
+
+    # --- idle gate -------------------------------------------------------------------------------
+
+    def _apply_gate(self, now: float) -> None:
+        sample = self.sampler.sample()
+        sample = LoadSample(at=now, other_load=sample.other_load, free_memory=sample.free_memory)
+        decision = self.gate.update(sample, operator_paused_until=read_operator_pause(
+            self.settings.state_dir))
+        reason = None if decision.run else decision.reason
+        if reason != self.pause_reason:
+            if reason is None:
+                log.info("resuming: %s", self.pause_reason and f"was {self.pause_reason}")
+            else:
+                log.info("pausing: %s", reason)
+        self.pause_reason = reason
+        w = self.worker
+        if w is None:
+            return
+        rec = self.records[w.job_id]
+        if reason is not None and self.suspended_since is None:
+            suspend_tree(w.pid)
+            self.suspended_since = now
+            rec.to(S.PAUSED)
+        elif reason is None and self.suspended_since is not None:
+            resume_tree(w.pid)
+            self.suspended_since = None
+            rec.to(S.RUNNING)
+        elif (reason is not None and self.suspended_since is not None
+              and self.settings.max_suspend
+              and now - self.suspended_since > self.settings.max_suspend
+              and w.stop_reason is None):
+            log.info("%s: suspended for over %.0fs; stopping the worker to free its memory",
+                     rec.id, self.settings.max_suspend)
+            self._stop_worker("long pause")
+        if rec.paused_reason != reason:
+            rec.paused_reason = reason
+            self._dirty.add(rec.id)
+
+    # --- stopping --------------------------------------------------------------------------------
+
+    def _stop_worker(self, reason: str) -> None:
+        w = self.worker
+        if w is None:
+            return
+        if self.suspended_since is not None:
+            resume_tree(w.pid)  # a stopped process never sees SIGTERM
+            self.suspended_since = None
+        w.terminate(reason)
+
+    def stop(self) -> None:
+        """Warm stop: the worker flushes its checkpoint and exits; a second signal kills it."""
+        log.info("stopping (signal received)")
+        self.notifier.stopping()
+        w = self.worker
+        if w is not None:
+            self._stop_worker("daemon stopping")
+            seen = self.stop_signals
+            deadline = time.monotonic() + WARM_STOP_SECONDS
+            while w.poll() is None and time.monotonic() < deadline:
+                if self.stop_signals > seen:
+                    log.warning("second signal: cold stop")
+                    break
+                time.sleep(0.05)
+            if w.poll() is None:
+                log.warning("%s: worker did not stop in time; killing it", w.job_id)
+                _kill_tree(w.pid)
+                w.proc.wait(timeout=5)
+            self._poll_worker(0.0)
+        self._write_summaries()
+        self.shutdown(0)
+
+    # --- reporting -------------------------------------------------------------------------------
+
+    def _write_summaries(self) -> None:
+        for jid in sorted(self._dirty):
+            rec = self.records[jid]
+            try:
+                write_summary(self.settings.state_dir, rec)
+            except OSError as e:
+                log.error("%s: cannot write summary.json: %s", jid, e)
+                continue
+            self._dirty.discard(jid)
+
+    def status_line(self) -> str:
+        if self.worker is not None:
+            rec = self.records[self.worker.job_id]
+            if self.pause_reason:
+                return f"paused {rec.id}: {self.pause_reason}"
+            running = [f"{n} {m['fits_done']}/{m['fits_total']} fits"
+                       for n, m in rec.models.items() if m.get("state") == "running"]
+            return f"running {rec.id}: {running[0] if running else 'starting'}"
+        queued = [r for r in self.records.values() if r.state in ACTIVE]
+        if self.pause_reason and queued:
+            return f"paused: {self.pause_reason}"
+        return "idle: no jobs" if not queued else f"waiting: {len(queued)} job(s) queued"
+
+    def _notify(self, now: float) -> None:
+        self.notifier.status(self.status_line())
+        self.notifier.maybe_watchdog(now)
+
+
+def _kill_tree(pid: int) -> None:
+    import psutil
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.resume()
+            p.kill()
+
+

@@ -1,0 +1,163 @@
+"""The estimator allow-list: job-file names → scikit-learn classes, and building them.
+
+A job file names estimators; it never imports code. A name resolves only to a
+public scikit-learn estimator (as :func:`sklearn.utils.all_estimators` lists
+them) or to an estimator in a module the daemon's own configuration allows
+(``allow_modules``). Nothing outside scikit-learn is imported unless allowed.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sklearn.base import BaseEstimator, clone
+from sklearn.pipeline import Pipeline
+from sklearn.utils import all_estimators
+
+from .errors import JobSpecError
+from .spec import JobSpec, ModelSpec, Value
+
+MODEL_STEP = "model"
+
+
+@functools.cache
+def _public_estimators() -> dict[str, type]:
+    return dict(all_estimators())
+
+
+@functools.cache
+def _public_classes() -> frozenset[type]:
+    return frozenset(_public_estimators().values())
+
+
+def resolve(name: str, allow_modules: Sequence[str] = (), where: str = "") -> type:
+    """The class a job file's estimator name stands for, if the allow-list permits it."""
+    prefix = f"{where}: " if where else ""
+    if "." not in name:
+        cls = _public_estimators().get(name)
+        if cls is None:
+            raise JobSpecError(f"{prefix}unknown estimator {name!r} (not a public scikit-learn "
+                               "estimator; give a dotted name for an allowed module)")
+        return cls
+    module_name, _, attr = name.rpartition(".")
+    parts = name.split(".")
+    if any(not p.isidentifier() or p.startswith("_") for p in parts):
+        raise JobSpecError(f"{prefix}estimator {name!r} names a private or invalid module path")
+    top = parts[0]
+    if top == "sklearn":
+        module = importlib.import_module(module_name)  # scikit-learn's own public modules only
+        cls = getattr(module, attr, None)
+        if cls not in _public_classes():
+            raise JobSpecError(f"{prefix}{name!r} is not a public scikit-learn estimator")
+        return cls  # type: ignore[return-value]
+    if top not in allow_modules:
+        raise JobSpecError(f"{prefix}estimator {name!r}: module {top!r} is not allowed (only "
+                           "scikit-learn and the daemon's allow_modules)")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise JobSpecError(f"{prefix}estimator {name!r}: cannot import {module_name}: {e}") \
+            from None
+    cls = getattr(module, attr, None)
+    if not isinstance(cls, type) or not issubclass(cls, BaseEstimator):
+        raise JobSpecError(f"{prefix}{name!r} is not a scikit-learn compatible estimator class")
+    return cls
+
+
+def build_value(value: Value, allow: Sequence[str], where: str) -> Any:
+    """A job-file value → the Python object handed to set_params."""
+    if isinstance(value, dict) and "estimator" in value:
+        return build_estimator(value["estimator"], value.get("params", {}), allow, where)
+    if isinstance(value, list):
+        return [build_value(v, allow, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def build_estimator(name: str, params: Mapping[str, Value], allow: Sequence[str],
+                    where: str) -> BaseEstimator:
+    cls = resolve(name, allow, f"{where}.estimator")
+    built = {k: build_value(v, allow, f"{where}.params.{k}") for k, v in params.items()}
+    try:
+        est = cls()
+    except TypeError as e:
+        raise JobSpecError(f"{where}.estimator: {name!r} cannot be built without arguments: "
+                           f"{e}") from None
+    _set(est, built, f"{where}.params")
+    return est
+
+
+def _set(est: BaseEstimator, params: Mapping[str, Any], where: str) -> None:
+    valid = est.get_params(deep=True)
+    for key in params:
+        if key not in valid and key.split("__", 1)[0] not in valid:
+            raise JobSpecError(f"{where}.{key}: {type(est).__name__} has no parameter {key!r}")
+    try:
+        est.set_params(**params)
+    except (ValueError, TypeError) as e:
+        raise JobSpecError(f"{where}: {e}") from None
+
+
+def grid_key(name: str, step_names: set[str]) -> str:
+    """A grid key as the pipeline sees it: model parameters go to the 'model' step."""
+    if not step_names:
+        return name
+    if name.split("__", 1)[0] in step_names:
+        return name
+    return f"{MODEL_STEP}__{name}"
+
+
+def build_template(job: JobSpec, model: ModelSpec, allow: Sequence[str]) -> BaseEstimator:
+    """The unfitted estimator every candidate of ``model`` is cloned from."""
+    where = f"{job.path}: models.{model.name}"
+    est = build_estimator(model.estimator, model.params, allow, where)
+    if not job.preprocess:
+        return est
+    steps: list[tuple[str, Any]] = [
+        (s.name, build_estimator(s.estimator, s.params, allow, f"{job.path}: preprocess.{s.name}"))
+        for s in job.preprocess]
+    steps.append((MODEL_STEP, est))
+    return Pipeline(steps)
+
+
+def build_candidate(params: Mapping[str, Value], job: JobSpec, allow: Sequence[str],
+                    where: str) -> dict[str, Any]:
+    steps = {s.name for s in job.preprocess}
+    return {grid_key(k, steps): build_value(v, allow, f"{where}.{k}") for k, v in params.items()}
+
+
+def check_model(job: JobSpec, model: ModelSpec, allow: Sequence[str]) -> BaseEstimator:
+    """Build the template and check every grid parameter name and estimator value."""
+    template = build_template(job, model, allow)
+    valid = template.get_params(deep=True)
+    for g in model.grid:
+        for key, values in g.items():
+            where = f"{job.path}: models.{model.name}.grid.{key}"
+            full = grid_key(key, {s.name for s in job.preprocess})
+            # a nested key (estimator__max_depth) is valid when its parent is an estimator
+            if full not in valid and not _nested_ok(full, values, valid):
+                raise JobSpecError(f"{where}: {_owner(template, full)} has no parameter "
+                                   f"{key!r}")
+            for i, v in enumerate(values):
+                build_value(v, allow, f"{where}[{i}]")
+    return clone(template)
+
+
+def _nested_ok(full: str, values: list[Value], valid: Mapping[str, Any]) -> bool:
+    head = full.rsplit("__", 1)[0]
+    return "__" in full and head in valid and isinstance(valid[head], BaseEstimator)
+
+
+def _owner(template: BaseEstimator, full: str) -> str:
+    if isinstance(template, Pipeline):
+        step = full.split("__", 1)[0]
+        est = dict(template.steps).get(step)
+        return f"{type(est).__name__} (step {step!r})" if est is not None else "the pipeline"
+    return type(template).__name__
+
+
+def is_classification(job: JobSpec, allow: Sequence[str]) -> bool:
+    from sklearn.base import is_classifier
+    return is_classifier(resolve(job.models[0].estimator, allow)())

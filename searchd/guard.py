@@ -1,0 +1,115 @@
+"""No orphans: processes searchd starts die with their parent.
+
+* The worker asks the kernel for SIGKILL when the supervisor dies
+  (``PR_SET_PDEATHSIG``), so ``kill -9`` of the supervisor takes it along.
+* joblib's loky workers get an initializer that watches their parent: once it
+  is gone (re-parented to init or a subreaper) they exit, at the latest when
+  the fit in progress returns the GIL. (A death signal would be tied to the
+  loky thread that spawned them, which may legitimately end first.)
+* Every process searchd starts carries ``SEARCHD_OWNER=<state dir>`` in its
+  environment, so a restarted daemon can find what a killed one left behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+OWNER_ENV = "SEARCHD_OWNER"
+PR_SET_PDEATHSIG = 1
+WATCH_INTERVAL = 0.25
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies; exit now if it already has."""
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the parent watch below still works
+        pass
+    _watch_parent(parent)
+    if os.getppid() != parent or parent == 1:
+        os._exit(1)
+
+
+def _watch_parent(parent: int) -> None:
+    def watch() -> None:
+        while True:
+            time.sleep(WATCH_INTERVAL)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def child_init() -> None:
+    """joblib/loky worker initializer: exit when the searchd worker is gone."""
+    _watch_parent(os.getppid())
+
+
+def end_children(timeout: float = 2.0) -> None:
+    """Terminate every descendant of this process, then kill what is left."""
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return
+    for c in children:
+        try:
+            c.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(children, timeout=timeout)
+    for c in alive:
+        try:
+            c.kill()
+        except psutil.Error:
+            pass
+
+
+def owner_tag(state_dir: Path) -> str:
+    return str(state_dir.resolve())
+
+
+def find_leftovers(state_dir: Path, exclude: set[int]) -> list[psutil.Process]:
+    """Processes a previous daemon on ``state_dir`` left behind (found by their environment).
+
+    Scans every process once; the daemon does this only at start.
+    """
+    tag = owner_tag(state_dir)
+    found = []
+    for p in psutil.process_iter():
+        if p.pid in exclude:
+            continue
+        try:
+            if p.environ().get(OWNER_ENV) == tag:
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
+def end_leftovers(state_dir: Path) -> int:
+    """Resume and kill what a killed daemon on ``state_dir`` left; returns how many."""
+    me = psutil.Process()
+    exclude = {me.pid} | {c.pid for c in me.children(recursive=True)}
+    found = find_leftovers(state_dir, exclude)
+    for p in found:
+        try:
+            p.resume()  # a suspended process must run to die cleanly... SIGKILL works anyway
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(found, timeout=3)
+    for p in found:
+        log.warning("ended leftover process %d of a previous daemon on %s", p.pid, state_dir)
+    return len(found)

@@ -1,0 +1,76 @@
+"""Spec → content-keyed candidates, CV splits and scorers, minus what is done.
+
+Candidates come from scikit-learn's own :class:`~sklearn.model_selection.ParameterGrid`
+(so their order, and the tie-breaking of the best candidate, match
+``GridSearchCV``). Each is keyed by the canonical JSON of its parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import check_scoring
+from sklearn.model_selection import KFold, ParameterGrid, StratifiedKFold
+
+from .results import ModelResults
+from .spec import JobSpec, ModelSpec, canonical
+
+Split = tuple[np.ndarray, np.ndarray]
+
+
+def content_key(value: Any) -> str:
+    return hashlib.sha256(canonical(value).encode()).hexdigest()[:20]
+
+
+def candidates(model: ModelSpec) -> list[dict[str, Any]]:
+    return list(ParameterGrid([dict(g) for g in model.grid]))
+
+
+def model_key(job: JobSpec, model: ModelSpec, data_digest: str) -> str:
+    """What a model type's results depend on besides the candidate itself."""
+    return content_key({
+        "estimator": model.estimator, "params": dict(model.params),
+        "preprocess": [[s.name, s.estimator, dict(s.params)] for s in job.preprocess],
+        "data": data_digest, "cv": [job.search.folds, job.search.shuffle, job.search.cv_seed],
+        "scoring": job.search.scoring,
+    })
+
+
+def scorer_names(job: JobSpec) -> tuple[str, ...]:
+    return job.search.scoring or ("score",)
+
+
+def new_results(job: JobSpec, model: ModelSpec, data_digest: str) -> ModelResults:
+    cands = candidates(model)
+    names = scorer_names(job)
+    return ModelResults.empty(model.name, model_key(job, model, data_digest),
+                              [content_key(c) for c in cands], cands, names,
+                              job.search.refit or names[0], job.search.folds)
+
+
+def splits(job: JobSpec, X: np.ndarray, y: np.ndarray, classification: bool) -> list[Split]:
+    """Deterministic CV splits, stratified for classifiers (as check_cv makes them)."""
+    s = job.search
+    cls = StratifiedKFold if classification else KFold
+    cv = cls(n_splits=s.folds, shuffle=s.shuffle, random_state=s.cv_seed if s.shuffle else None)
+    return [(np.asarray(tr), np.asarray(te)) for tr, te in cv.split(X, y)]
+
+
+class Scoring:
+    """(estimator, X, y) → {scorer name: score}, built with scikit-learn's check_scoring.
+
+    A class rather than a closure so it pickles into joblib's worker processes.
+    """
+
+    def __init__(self, job: JobSpec, template: Any) -> None:
+        self.names = scorer_names(job)
+        self.multi = job.search.multimetric
+        scoring = list(self.names) if self.multi else job.search.scoring and self.names[0]
+        self.scorer = check_scoring(template, scoring=scoring)
+
+    def __call__(self, est: Any, X: Any, y: Any) -> dict[str, float]:
+        if self.multi:
+            return dict(self.scorer(est, X, y))
+        return {self.names[0]: self.scorer(est, X, y)}

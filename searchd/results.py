@@ -1,0 +1,171 @@
+"""Results of one model type, stored as columns, and their ``cv_results_`` view.
+
+A row is a candidate (identified by the content key of its parameters), a
+column a CV fold. Columns of floats pickle and load in milliseconds even at
+100,000 (candidate, fold) entries, where per-row dicts take hundreds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+PENDING, RUNNING, DONE = "pending", "running", "done"
+
+
+@dataclass
+class ModelResults:
+    name: str
+    #: content key of the model's spec (estimator, fixed params, preprocessing, data, cv, scoring)
+    spec_key: str
+    keys: list[str]
+    params: list[dict[str, Any]]
+    scorers: tuple[str, ...]
+    refit: str
+    n_folds: int
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+    fit_time: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    score_time: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    done: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
+    #: (candidate index, fold) → the error a fit or a score raised
+    errors: dict[tuple[int, int], str] = field(default_factory=dict)
+    state: str = PENDING
+    best_index: int | None = None
+    test_score: dict[str, float] | None = None
+    refit_time: float | None = None
+
+    @classmethod
+    def empty(cls, name: str, spec_key: str, keys: list[str], params: list[dict[str, Any]],
+              scorers: tuple[str, ...], refit: str, n_folds: int) -> ModelResults:
+        n = len(keys)
+        return cls(name=name, spec_key=spec_key, keys=keys, params=params, scorers=scorers,
+                   refit=refit, n_folds=n_folds,
+                   scores={s: np.full((n, n_folds), np.nan) for s in scorers},
+                   fit_time=np.zeros((n, n_folds)), score_time=np.zeros((n, n_folds)),
+                   done=np.zeros((n, n_folds), bool))
+
+    def adopt(self, old: ModelResults) -> int:
+        """Take over every result of ``old`` whose candidate key matches; returns how many."""
+        if old.spec_key != self.spec_key or old.n_folds != self.n_folds:
+            return 0
+        where = {k: i for i, k in enumerate(old.keys)}
+        n = 0
+        for i, k in enumerate(self.keys):
+            j = where.get(k)
+            if j is None:
+                continue
+            self.done[i] = old.done[j]
+            self.fit_time[i] = old.fit_time[j]
+            self.score_time[i] = old.score_time[j]
+            for s in self.scorers:
+                self.scores[s][i] = old.scores[s][j]
+            for f in range(self.n_folds):
+                if (j, f) in old.errors:
+                    self.errors[(i, f)] = old.errors[(j, f)]
+            n += int(old.done[j].sum())
+        if n == self.done.size and old.state == DONE:
+            self.state, self.best_index = DONE, old.best_index
+            self.test_score, self.refit_time = old.test_score, old.refit_time
+        return n
+
+    def record(self, i: int, fold: int, scores: dict[str, float] | None, fit_time: float,
+               score_time: float, error: str | None) -> None:
+        for s in self.scorers:
+            self.scores[s][i, fold] = np.nan if scores is None else scores[s]
+        self.fit_time[i, fold] = fit_time
+        self.score_time[i, fold] = score_time
+        if error is not None:
+            self.errors[(i, fold)] = error
+        self.done[i, fold] = True
+
+    @property
+    def fits_total(self) -> int:
+        return int(self.done.size)
+
+    @property
+    def fits_done(self) -> int:
+        return int(self.done.sum())
+
+    def pending(self) -> list[tuple[int, int]]:
+        idx = np.argwhere(~self.done)
+        return [(int(i), int(f)) for i, f in idx]
+
+    def _mean(self, scorer: str) -> np.ndarray:
+        # the same arithmetic as GridSearchCV (np.average), so scores match to the bit
+        return np.average(self.scores[scorer], axis=1)
+
+    def current_best(self) -> tuple[int | None, float | None]:
+        """The best candidate among those with every fold done (for progress reports)."""
+        complete = self.done.all(axis=1)
+        if not complete.any():
+            return None, None
+        means = np.where(complete, self._mean(self.refit), np.nan)
+        if np.isnan(means).all():
+            return None, None
+        i = int(np.nanargmax(means))
+        return i, float(means[i])
+
+    def finish(self) -> int:
+        """Rank the candidates as GridSearchCV does; returns the best index."""
+        self.best_index = int(np.argmin(self.cv_results()[f"rank_test_{self._suffix(self.refit)}"]))
+        return self.best_index
+
+    def _suffix(self, scorer: str) -> str:
+        return "score" if self.scorers == ("score",) or len(self.scorers) == 1 else scorer
+
+    @property
+    def best_score(self) -> float | None:
+        if self.best_index is None:
+            return None
+        return float(self._mean(self.refit)[self.best_index])
+
+    @property
+    def best_params(self) -> dict[str, Any] | None:
+        return None if self.best_index is None else self.params[self.best_index]
+
+    def cv_results(self) -> dict[str, Any]:
+        """The results in scikit-learn's ``cv_results_`` layout (JSON-form params)."""
+        out: dict[str, Any] = {}
+        for name, arr in (("fit_time", self.fit_time), ("score_time", self.score_time)):
+            out[f"mean_{name}"] = np.average(arr, axis=1)
+            out[f"std_{name}"] = np.sqrt(np.average((arr - out[f"mean_{name}"][:, None]) ** 2,
+                                                    axis=1))
+        names = sorted({k for p in self.params for k in p})
+        for k in names:
+            out[f"param_{k}"] = [p.get(k) for p in self.params]
+        out["params"] = list(self.params)
+        for s in self.scorers:
+            suffix = self._suffix(s)
+            arr = self.scores[s]
+            for f in range(self.n_folds):
+                out[f"split{f}_test_{suffix}"] = arr[:, f]
+            mean = np.average(arr, axis=1)
+            out[f"mean_test_{suffix}"] = mean
+            out[f"std_test_{suffix}"] = np.sqrt(np.average((arr - mean[:, None]) ** 2, axis=1))
+            out[f"rank_test_{suffix}"] = _rank(mean)
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        best_i, best = (self.best_index, self.best_score) if self.state == DONE \
+            else self.current_best()
+        return {
+            "state": self.state,
+            "fits_done": self.fits_done,
+            "fits_total": self.fits_total,
+            "errors": len(self.errors),
+            "best_score": None if best is None or math.isnan(best) else best,
+            "best_params": None if best_i is None else self.params[best_i],
+            "test_score": self.test_score,
+        }
+
+
+def _rank(means: np.ndarray) -> np.ndarray:
+    """GridSearchCV's ranking: higher is better, ties share the lowest rank, NaN last."""
+    if np.isnan(means).all():
+        return np.ones_like(means, dtype=np.int32)
+    filled = np.nan_to_num(means, nan=np.nanmin(means) - 1)
+    return np.asarray(rankdata(-filled, method="min"), dtype=np.int32)

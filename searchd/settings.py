@@ -1,0 +1,167 @@
+"""Daemon settings: defaults, the TOML config file, environment and flags.
+
+Precedence, lowest first: built-in defaults, the config file (``--config``,
+``$SEARCHD_CONFIG``), then command-line flags. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import SettingsError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the daemon and its workers can be configured with."""
+
+    state_dir: Path = Path("state")
+    jobs_dir: Path = Path("jobs")
+    #: worker processes per job (joblib's n_jobs); a job's own n_jobs may ask for fewer
+    n_jobs: int = -1
+    #: seconds between two checkpoint flushes while results arrive
+    checkpoint_interval: float = 5.0
+    #: a job whose grids expand past this many candidates (per job) is rejected
+    max_candidates: int = 100_000
+    #: extra top-level modules whose estimators job files may name (besides scikit-learn)
+    allow_modules: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    #: seconds between two scans of the jobs directory
+    scan_interval: float = 2.0
+    #: worker deaths in a row before a job is marked failed
+    max_worker_deaths: int = 3
+    #: base of the exponential backoff between worker restarts, seconds
+    restart_backoff: float = 1.0
+    # --- idle gate ---
+    #: pause when other load exceeds this fraction of all CPUs
+    max_load: float = 0.25
+    #: seconds between two load samples
+    sample_interval: float = 1.0
+    #: consecutive busy samples before pausing
+    pause_after: int = 2
+    #: seconds of quiet before resuming
+    resume_after: float = 20.0
+    #: pause while available memory is below this fraction of RAM
+    min_free_memory: float = 0.10
+    #: seconds a worker may stay suspended before it is stopped to free memory (0 = never)
+    max_suspend: float = 600.0
+    #: crontab expression of when work may run (None = always)
+    run_window: str | None = None
+    #: never pause for load (dedicated machines, CI)
+    ignore_load: bool = False
+    #: Dask scheduler address, e.g. tcp://host:8786 (None = local joblib)
+    dask_scheduler: str | None = None
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.state_dir / job_id
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    """Check one setting's type and convert it; errors name the key and the source."""
+    default = _FIELDS[key].default
+    if key in ("state_dir", "jobs_dir"):
+        if not isinstance(value, (str, Path)):
+            raise SettingsError(f"{source}: {key}: expected a path, got {value!r}")
+        return Path(value)
+    if key == "allow_modules":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise SettingsError(f"{source}: {key}: expected a list of module names, got {value!r}")
+        return tuple(value)
+    if key in ("run_window", "dask_scheduler"):
+        if value is not None and not isinstance(value, str):
+            raise SettingsError(f"{source}: {key}: expected a string, got {value!r}")
+        return value or None
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise SettingsError(f"{source}: {key}: expected true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SettingsError(f"{source}: {key}: expected an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingsError(f"{source}: {key}: expected a number, got {value!r}")
+        if value < 0:
+            raise SettingsError(f"{source}: {key}: must not be negative, got {value!r}")
+        return float(value)
+    if key == "log_level":
+        if not isinstance(value, str) or value.upper() not in (
+            "DEBUG", "INFO", "WARNING", "ERROR"
+        ):
+            raise SettingsError(f"{source}: {key}: expected DEBUG, INFO, WARNING or ERROR, "
+                                f"got {value!r}")
+        return value.upper()
+    return value
+
+
+def _check_ranges(s: Settings, source: str) -> None:
+    if s.n_jobs == 0:
+        raise SettingsError(f"{source}: n_jobs: 0 has no meaning (use -1 for all cores)")
+    if not 0 < s.max_load <= 1:
+        raise SettingsError(f"{source}: max_load: expected a fraction in (0, 1], got {s.max_load}")
+    if not 0 <= s.min_free_memory < 1:
+        raise SettingsError(
+            f"{source}: min_free_memory: expected a fraction in [0, 1), got {s.min_free_memory}")
+    if s.pause_after < 1:
+        raise SettingsError(f"{source}: pause_after: expected at least 1, got {s.pause_after}")
+    if s.max_candidates < 1:
+        raise SettingsError(f"{source}: max_candidates: expected at least 1, got "
+                            f"{s.max_candidates}")
+    if s.sample_interval <= 0:
+        raise SettingsError(f"{source}: sample_interval: must be positive")
+
+
+def settings_from(values: dict[str, Any], source: str, base: Settings | None = None) -> Settings:
+    """Apply ``values`` (from a file or flags) over ``base``; unknown keys are errors."""
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in _FIELDS:
+            raise SettingsError(f"{source}: unknown setting {key!r}")
+        changes[key] = _coerce(key, value, source)
+    settings = dataclasses.replace(base or Settings(), **changes)
+    _check_ranges(settings, source)
+    return settings
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """Read a daemon config file (TOML) into a flat dict of settings."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError(f"{path}: not valid TOML: {e}") from None
+    # An optional [searchd] table keeps the file readable; keys may also sit at top level.
+    table = data.pop("searchd", {})
+    if not isinstance(table, dict):
+        raise SettingsError(f"{path}: [searchd] must be a table")
+    return {**data, **table}
+
+
+def resolve_settings(config: str | Path | None, flags: dict[str, Any]) -> Settings:
+    """Defaults < environment < config file (``config`` or ``$SEARCHD_CONFIG``) < flags."""
+    env: dict[str, Any] = {}
+    if os.environ.get("SEARCHD_STATE"):
+        env["state_dir"] = os.environ["SEARCHD_STATE"]
+    if os.environ.get("SEARCHD_JOBS"):
+        env["jobs_dir"] = os.environ["SEARCHD_JOBS"]
+    settings = settings_from(env, "environment")
+    config = config or os.environ.get("SEARCHD_CONFIG") or None
+    if config:
+        file_values = load_config(Path(config))
+        settings = settings_from(file_values, str(config), settings)
+    given = {k: v for k, v in flags.items() if v is not None}
+    return settings_from(given, "command line", settings)
+
+
+__all__ = ["Settings", "load_config", "resolve_settings", "settings_from"]

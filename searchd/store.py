@@ -1,0 +1,291 @@
+"""Signed, atomic checkpoints under a file lock.
+
+A checkpoint file is ``MAGIC + HMAC-SHA256(key, context || payload) + payload``
+where the payload is a pickle searchd wrote itself and the context names the
+job and the checkpoint, so a file copied from another job or state directory
+fails. The MAC is checked with :func:`hmac.compare_digest` *before* anything is
+unpickled; a file that fails is never loaded, only moved aside.
+
+Each checkpoint keeps one previous generation (``<name>.prev.ckpt``): a write
+rotates current → prev, then moves the new file into place, so a crash at any
+instant leaves at least one good generation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import pickle
+import platform
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from .errors import CheckpointError, StateLockedError
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"SEARCHD-CKPT-1\n"
+MAC_SIZE = hashlib.sha256().digest_size
+KEY_FILE = "searchd.key"
+SUFFIX = ".ckpt"
+TMP_MARK = ".tmp-"
+QUARANTINE = "quarantine"
+LOCK_TIMEOUT = 30.0
+
+
+# --- files -------------------------------------------------------------------------------------
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never a mix.
+
+    Temp file in the same folder, write, flush, fsync, ``os.replace``, fsync the
+    folder; on any error the temp file is removed and the old file is untouched.
+    """
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def clean_temp_files(folder: Path) -> int:
+    """Remove temp files a killed writer left behind; returns how many."""
+    n = 0
+    for p in folder.glob(f".*{TMP_MARK}*"):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+            n += 1
+    return n
+
+
+def make_private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+# --- key and signatures ------------------------------------------------------------------------
+
+def load_key(state_dir: Path, create: bool = False) -> bytes:
+    """The state directory's HMAC key; made (0600) on first use by the daemon."""
+    path = state_dir / KEY_FILE
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        if not create:
+            raise CheckpointError(f"{path}: no key (has the daemon run on this state "
+                                  "directory?)") from None
+        make_private_dir(state_dir)
+        key = secrets.token_bytes(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first: use theirs
+            return load_key(state_dir)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+            f.flush()
+            os.fsync(f.fileno())
+        fsync_dir(state_dir)
+    except PermissionError:
+        raise CheckpointError(f"{path}: permission denied (the key is readable by the daemon's "
+                              "user only)") from None
+    if len(key) < 32:
+        raise CheckpointError(f"{path}: key is too short ({len(key)} bytes); refusing to use it")
+    return key
+
+
+def _mac(key: bytes, context: str, payload: bytes) -> bytes:
+    m = hmac.new(key, digestmod=hashlib.sha256)
+    m.update(context.encode() + b"\0")
+    m.update(payload)
+    return m.digest()
+
+
+def sign(key: bytes, context: str, payload: bytes) -> bytes:
+    return MAGIC + _mac(key, context, payload) + payload
+
+
+def verified_payload(key: bytes, context: str, blob: bytes) -> bytes:
+    """The payload of ``blob`` if its signature verifies; else CheckpointError with the reason."""
+    if not blob:
+        raise CheckpointError("empty file")
+    if not blob.startswith(MAGIC):
+        raise CheckpointError("not a searchd checkpoint (no signature header)")
+    if len(blob) < len(MAGIC) + MAC_SIZE:
+        raise CheckpointError("truncated (shorter than its signature)")
+    mac = blob[len(MAGIC):len(MAGIC) + MAC_SIZE]
+    payload = blob[len(MAGIC) + MAC_SIZE:]
+    if not hmac.compare_digest(mac, _mac(key, context, payload)):
+        raise CheckpointError("signature does not verify (corrupt, truncated, or written "
+                              "with another key or for another job)")
+    return payload
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for mod in ("sklearn", "numpy", "scipy"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except ImportError:
+            pass
+    return out
+
+
+def dumps(key: bytes, context: str, obj: Any) -> bytes:
+    payload = pickle.dumps({"versions": versions(), "data": obj}, protocol=5)
+    return sign(key, context, payload)
+
+
+def loads(key: bytes, context: str, blob: bytes, where: str) -> Any:
+    payload = verified_payload(key, context, blob)
+    envelope = pickle.loads(payload)  # noqa: S301 - verified: written by this daemon's key
+    written = envelope.get("versions", {})
+    now = versions()
+    diff = {k: (v, now.get(k)) for k, v in written.items() if now.get(k) != v}
+    if diff:
+        log.warning("%s: written with %s; running %s", where,
+                    ", ".join(f"{k} {a}" for k, (a, _) in diff.items()),
+                    ", ".join(f"{k} {b}" for k, (_, b) in diff.items()))
+    return envelope["data"]
+
+
+# --- checkpoints of one job --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Refused:
+    """A checkpoint file that did not verify, and why."""
+
+    path: Path
+    reason: str
+
+
+class CheckpointStore:
+    """The checkpoints of one job folder: ``<name>.ckpt`` and ``<name>.prev.ckpt``."""
+
+    def __init__(self, job_dir: Path, key: bytes, job_id: str) -> None:
+        self.dir = job_dir
+        self.key = key
+        self.job_id = job_id
+        self.lock = FileLock(str(job_dir / "checkpoint.lock"), timeout=LOCK_TIMEOUT)
+
+    def path(self, name: str, prev: bool = False) -> Path:
+        return self.dir / f"{name}{'.prev' if prev else ''}{SUFFIX}"
+
+    def context(self, name: str) -> str:
+        return f"{self.job_id}/{name}"
+
+    def write(self, name: str, obj: Any) -> int:
+        """Sign and write a new generation; returns the bytes written."""
+        blob = dumps(self.key, self.context(name), obj)
+        cur, prev = self.path(name), self.path(name, prev=True)
+        with self.lock:
+            tmp_target = self.dir / f".{name}.next"
+            atomic_write(tmp_target, blob)  # the new generation is durable before rotation
+            if cur.exists():
+                os.replace(cur, prev)
+            os.replace(tmp_target, cur)
+            fsync_dir(self.dir)
+        return len(blob)
+
+    def read(self, name: str, quarantine: bool = False) -> tuple[Any | None, list[Refused]]:
+        """The newest generation that verifies (None if none), and what was refused."""
+        refused: list[Refused] = []
+        with self.lock:
+            blobs = []
+            # .next, when present, is the newest complete generation (a crash hit the rotation)
+            for p in (self.dir / f".{name}.next", self.path(name), self.path(name, prev=True)):
+                try:
+                    blobs.append((p, p.read_bytes()))
+                except FileNotFoundError:
+                    continue
+        for p, blob in blobs:
+            try:
+                return loads(self.key, self.context(name), blob, str(p)), refused
+            except CheckpointError as e:
+                refused.append(Refused(p, e.message))
+                log.error("%s: refused checkpoint %s: %s", self.job_id, p, e.message)
+                if quarantine:
+                    self.quarantine(p, e.message)
+            except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
+                # signed by us yet unreadable: e.g. written by an incompatible version
+                refused.append(Refused(p, f"verified but unreadable: {e}"))
+                log.error("%s: unreadable checkpoint %s: %s", self.job_id, p, e)
+                if quarantine:
+                    self.quarantine(p, f"verified but unreadable: {e}")
+        return None, refused
+
+    def quarantine(self, path: Path, reason: str) -> Path:
+        qdir = self.dir / QUARANTINE
+        make_private_dir(qdir)
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        dest = qdir / f"{path.name}.{stamp}-{secrets.token_hex(2)}"
+        with self.lock:
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, dest)
+        (dest.with_name(dest.name + ".reason")).write_text(reason + "\n")
+        log.warning("%s: moved %s to %s: %s", self.job_id, path.name, dest, reason)
+        return dest
+
+    def names(self) -> list[str]:
+        return sorted({p.name[: -len(SUFFIX)].removesuffix(".prev")
+                       for p in self.dir.glob(f"*{SUFFIX}")})
+
+    def verify_all(self) -> list[tuple[Path, str | None]]:
+        """Every checkpoint file's verdict (None = good), without unpickling anything."""
+        out: list[tuple[Path, str | None]] = []
+        for p in sorted(self.dir.glob(f"*{SUFFIX}")):
+            name = p.name[: -len(SUFFIX)].removesuffix(".prev")
+            try:
+                verified_payload(self.key, self.context(name), p.read_bytes())
+                out.append((p, None))
+            except CheckpointError as e:
+                out.append((p, e.message))
+        return out
+
+
+# --- locks -------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path, what: str, pid_file: Path | None = None) -> Iterator[FileLock]:
+    """Hold ``lock_path`` or fail at once with a message naming the holder's pid."""
+    lock = FileLock(str(lock_path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        holder = ""
+        if pid_file is not None:
+            with contextlib.suppress(OSError, ValueError):
+                holder = f" (pid {int(pid_file.read_text().split()[0])})"
+        raise StateLockedError(f"{what} is already in use by another searchd{holder}: "
+                               f"{lock_path}") from None
+    try:
+        if pid_file is not None:
+            atomic_write(pid_file, f"{os.getpid()}\n".encode(), durable=False)
+        yield lock
+    finally:
+        lock.release()

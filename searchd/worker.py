@@ -1,0 +1,322 @@
+"""The worker: one process per running job, evaluating (candidate, fold) tasks.
+
+Started by the supervisor as ``python -m searchd.worker``. It loads the frozen
+spec and the data, resumes from the job's checkpoint, streams tasks through
+``joblib.Parallel(return_as="generator_unordered")`` (clone → set_params → fit →
+score, all public scikit-learn API), flushes a signed checkpoint at least every
+``checkpoint_interval`` seconds and at the end of each model type, and reports
+progress to the supervisor as JSON lines on a pipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import clone
+
+from . import guard
+from .data import Dataset, load_dataset
+from .errors import CheckpointError, DataError, JobSpecError, SearchdError, StateLockedError
+from .estimators import build_candidate, check_model, is_classification
+from .jobfiles import frozen_spec
+from .plan import Scoring, content_key, new_results, splits
+from .results import DONE, RUNNING, ModelResults
+from .store import CheckpointStore, clean_temp_files, exclusive, load_key
+
+log = logging.getLogger("searchd.worker")
+
+EXIT_DONE, EXIT_INVALID, EXIT_LOCKED, EXIT_STOPPED = 0, 3, 5, 10
+RESULTS = "results"
+FITS_LOG = "fits.log"
+
+
+def evaluate(template: Any, params: dict[str, Any], X: np.ndarray, y: np.ndarray,
+             train: np.ndarray, test: np.ndarray, scoring: Scoring, i: int, fold: int
+             ) -> tuple[int, int, dict[str, float] | None, float, float, str | None]:
+    """One (candidate, fold) task, the way GridSearchCV evaluates it (error_score=nan)."""
+    est = clone(template).set_params(**clone(params, safe=False))
+    start = time.time()
+    try:
+        est.fit(X[train], y[train])
+    except Exception as e:  # noqa: BLE001 - recorded as error_score=nan, like GridSearchCV
+        return i, fold, None, time.time() - start, 0.0, f"{type(e).__name__}: {e}"
+    fit_time = time.time() - start
+    start = time.time()
+    try:
+        scores = scoring(est, X[test], y[test])
+    except Exception as e:  # noqa: BLE001
+        return i, fold, None, fit_time, time.time() - start, f"{type(e).__name__}: {e}"
+    return i, fold, scores, fit_time, time.time() - start, None
+
+
+class Events:
+    """JSON lines to the supervisor; a broken pipe means it is gone, so we stop."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        self.lock = threading.Lock()
+
+    def send(self, event: str, **fields: Any) -> None:
+        if self.fd is None:
+            return
+        line = (json.dumps({"event": event, **fields}, default=_jsonable) + "\n").encode()
+        with self.lock:
+            try:
+                os.write(self.fd, line)
+            except BrokenPipeError:
+                log.error("supervisor is gone; exiting")
+                os._exit(EXIT_STOPPED)
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    return str(o)
+
+
+class JobRun:
+    """The state of one job inside its worker, shared by the main and the flush thread."""
+
+    def __init__(self, job_dir: Path, jobs_dir: Path, job_id: str, n_jobs: int,
+                 interval: float, allow: tuple[str, ...], max_candidates: int,
+                 events: Events) -> None:
+        self.dir, self.job_id = job_dir, job_id
+        self.n_jobs, self.interval, self.allow = n_jobs, interval, allow
+        self.events = events
+        self.lock = threading.RLock()
+        self.stop_requested = False
+        self.dirty = False
+        self.last_flush = time.monotonic()
+        self.flush_failures = 0
+        self.store = CheckpointStore(job_dir, load_key(job_dir.parent), job_id)
+        self.spec = frozen_spec(job_dir, jobs_dir, job_id, max_candidates)
+        self.models: dict[str, ModelResults] = {}
+        self.fits_fd = os.open(job_dir / FITS_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.data: Dataset | None = None
+        self.splits: list[tuple[np.ndarray, np.ndarray]] = []
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        assert self.data is not None
+        return {"job": self.job_id, "spec_digest": self.spec.digest,
+                "data_digest": self.data.digest, "splits": self.splits,
+                "models": self.models, "saved_at": time.time()}
+
+    def flush(self, force: bool = False) -> bool:
+        """Write the results checkpoint if anything changed; False when the disk refused."""
+        with self.lock:
+            if not (self.dirty or force):
+                return True
+            try:
+                self.store.write(RESULTS, self.snapshot())
+            except OSError as e:
+                self.flush_failures += 1
+                reason = f"{errno.errorcode.get(e.errno or 0, 'error')}: {e.strerror or e}"
+                log.error("%s: checkpoint write failed (%s); keeping the last good one, "
+                          "retrying", self.job_id, reason)
+                self.events.send("disk", error=f"checkpoint write failed: {reason}")
+                return False
+            if self.flush_failures:
+                log.info("%s: checkpoint writes work again", self.job_id)
+                self.events.send("disk", error=None)
+            self.flush_failures = 0
+            self.dirty = False
+            self.last_flush = time.monotonic()
+            return True
+
+    def progress(self, running: str | None = None) -> None:
+        with self.lock:
+            models = {name: m.summary() for name, m in self.models.items()}
+        self.events.send("progress", running=running, models=models)
+
+    def control_loop(self) -> None:
+        """Flush on time, report progress, and honour a stop request, whatever the fits do."""
+        last_report = 0.0
+        while True:
+            time.sleep(0.1)
+            now = time.monotonic()
+            if self.stop_requested:
+                log.info("%s: stopping: flushing the checkpoint", self.job_id)
+                self.flush()
+                guard.end_children()
+                self.events.send("stopped")
+                os._exit(EXIT_STOPPED)
+            backoff = min(60.0, self.interval * 2 ** self.flush_failures)
+            if self.dirty and now - self.last_flush >= (backoff if self.flush_failures
+                                                         else self.interval):
+                self.flush()
+            if now - last_report >= 1.0:
+                last_report = now
+                self.progress()
+
+    # --- the job -------------------------------------------------------------------------------
+
+    def prepare(self) -> dict[str, Any]:
+        """Check every model, load the data, resume from the checkpoint; returns templates."""
+        classification = is_classification(self.spec, self.allow)
+        templates = {m.name: check_model(self.spec, m, self.allow) for m in self.spec.models}
+        self.data = load_dataset(self.spec, classification)
+        old, refused = self.store.read(RESULTS, quarantine=True)
+        if old is not None and old.get("data_digest") != self.data.digest:
+            log.warning("%s: the data changed since the checkpoint; starting over (the old "
+                        "checkpoint is kept aside)", self.job_id)
+            self.store.quarantine(self.store.path(RESULTS), "data changed")
+            old = None
+        self.splits = old["splits"] if old else splits(
+            self.spec, self.data.X_train, self.data.y_train, classification)
+        for m in self.spec.models:
+            res = new_results(self.spec, m, self.data.digest)
+            if old and m.name in old["models"]:
+                n = res.adopt(old["models"][m.name])
+                if n:
+                    log.info("%s: %s: resumed %d of %d fits from the checkpoint",
+                             self.job_id, m.name, n, res.fits_total)
+            if res.state == DONE and self.store.read(f"model-{m.name}")[0] is None:
+                res.state = RUNNING  # results are done but the refitted model was lost
+            self.models[m.name] = res
+        if refused and old is None:
+            log.warning("%s: no good checkpoint; starting from scratch", self.job_id)
+        self.dirty = True
+        return templates
+
+    def run_model(self, name: str, template: Any) -> None:
+        res = self.models[name]
+        assert self.data is not None
+        X, y = self.data.X_train, self.data.y_train
+        scoring = Scoring(self.spec, template)
+        pending = res.pending()
+        with self.lock:
+            res.state = RUNNING
+        self.progress(running=name)
+        if pending:
+            where = f"{self.spec.path}: models.{name}.grid"
+            built = {i: build_candidate(res.params[i], self.spec, self.allow, where)
+                     for i in {i for i, _ in pending}}
+            n_jobs = self.spec.search.n_jobs or self.n_jobs
+            if self.n_jobs > 0 and n_jobs > 0:
+                n_jobs = min(n_jobs, self.n_jobs)
+            tasks = (delayed(evaluate)(template, built[i], X, y, *self.splits[f], scoring, i, f)
+                     for i, f in pending)
+            parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered",
+                                pre_dispatch="2*n_jobs", initializer=guard.child_init)
+            for i, f, scores, fit_time, score_time, error in parallel(tasks):
+                with self.lock:
+                    res.record(i, f, scores, fit_time, score_time, error)
+                    self.dirty = True
+                os.write(self.fits_fd, b".")
+                if error is not None:
+                    log.warning("%s: %s: candidate %s fold %d failed: %s", self.job_id, name,
+                                res.params[i], f, error)
+        self.finish_model(name, template)
+
+    def finish_model(self, name: str, template: Any) -> None:
+        """Pick the best candidate as GridSearchCV does, refit it on all training data."""
+        res = self.models[name]
+        assert self.data is not None
+        best = res.finish()
+        params = build_candidate(res.params[best], self.spec, self.allow, name)
+        est = clone(template).set_params(**params)
+        start = time.time()
+        est.fit(self.data.X_train, self.data.y_train)
+        refit_time = time.time() - start
+        test_score = None
+        if self.data.X_test is not None:
+            test_score = Scoring(self.spec, template)(est, self.data.X_test, self.data.y_test)
+            test_score = {k: float(v) for k, v in test_score.items()}
+        model_ckpt = {"name": name, "estimator": est, "params": res.params[best],
+                      "best_score": res.best_score, "test_score": test_score,
+                      "key": content_key(res.params[best])}
+        while True:
+            try:
+                self.store.write(f"model-{name}", model_ckpt)
+                break
+            except OSError as e:
+                self.events.send("disk", error=f"model checkpoint write failed: {e}")
+                log.error("%s: %s: model checkpoint write failed (%s); retrying", self.job_id,
+                          name, e)
+                time.sleep(min(60.0, self.interval))
+        with self.lock:
+            res.test_score, res.refit_time, res.state = test_score, refit_time, DONE
+            self.dirty = True
+        while not self.flush(force=True):
+            time.sleep(min(60.0, self.interval))
+        log.info("%s: %s done: best %s = %.6g with %s", self.job_id, name, res.refit,
+                 res.best_score if res.best_score is not None else float("nan"),
+                 res.params[best])
+        self.progress()
+
+    def run(self) -> int:
+        templates = self.prepare()
+        self.flush()
+        threading.Thread(target=self.control_loop, name="control", daemon=True).start()
+        for m in self.spec.models:
+            if self.models[m.name].state != DONE:
+                self.run_model(m.name, templates[m.name])
+        self.progress()
+        self.events.send("done")
+        return EXIT_DONE
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="searchd.worker")
+    p.add_argument("--state", type=Path, required=True)
+    p.add_argument("--jobs", type=Path, required=True)
+    p.add_argument("--job", required=True)
+    p.add_argument("--n-jobs", type=int, default=-1)
+    p.add_argument("--checkpoint-interval", type=float, default=5.0)
+    p.add_argument("--max-candidates", type=int, default=100_000)
+    p.add_argument("--allow-module", action="append", default=[])
+    p.add_argument("--events-fd", type=int)
+    p.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format=os.environ.get("SEARCHD_LOG_FORMAT", "%(name)s: %(message)s"))
+    guard.die_with_parent()
+    events = Events(args.events_fd)
+    job_dir = args.state / args.job
+    run: JobRun | None = None
+
+    def on_term(signum: int, frame: object) -> None:
+        if run is not None:
+            run.stop_requested = True  # the control thread flushes and exits
+        else:
+            raise SystemExit(EXIT_STOPPED)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; Ctrl-C hits the group
+    try:
+        with exclusive(job_dir / "job.lock", f"job {args.job}"):
+            clean_temp_files(job_dir)
+            run = JobRun(job_dir, args.jobs, args.job, args.n_jobs, args.checkpoint_interval,
+                         tuple(args.allow_module), args.max_candidates, events)
+            return run.run()
+    except (JobSpecError, DataError) as e:
+        events.send("invalid", error=str(e))
+        log.error("%s: invalid: %s", args.job, e)
+        return EXIT_INVALID
+    except StateLockedError as e:
+        log.error("%s", e)
+        return EXIT_LOCKED
+    except (CheckpointError, SearchdError) as e:
+        events.send("failed", error=str(e))
+        log.error("%s: %s", args.job, e)
+        return 1
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
