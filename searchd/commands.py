@@ -93,8 +93,12 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
                            "remove it first or rename yours")
     if not settings.jobs_dir.is_dir():
         raise NotFoundError(f"{settings.jobs_dir}: jobs directory not found")
-    atomic_write(dest, raw)
-    dest.touch()  # re-queues a failed or cancelled job with the same content
+    try:
+        # the user's umask decides (a shared jobs/ needs the daemon's group to read it)
+        atomic_write(dest, raw, mode=0o666)
+        dest.touch()  # re-queues a failed or cancelled job with the same content
+    except OSError as e:
+        raise SearchdError(f"{dest}: cannot write: {e.strerror or e}") from None
     print(f"submitted {spec.id} → {dest} ({spec.fits_total:,} fits)")
     return 0
 

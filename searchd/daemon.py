@@ -68,7 +68,7 @@ class Daemon:
         self.records: dict[str, JobRecord] = {}
         self.files: dict[str, JobFile] = {}
         self.worker: WorkerProc | None = None
-        self.notifier = Notifier()
+        self.notifier = Notifier(unset_environment=True)  # workers must not ping systemd
         self.gate = IdleGate.from_settings(settings)
         self.sampler = sampler or LoadSampler()
         self.suspended_since: float | None = None
@@ -79,6 +79,7 @@ class Daemon:
         self.exit_code = 0
         self.scheduler: BlockingScheduler | None = None
         self._dirty: set[str] = set()
+        self._rejected: set[tuple[Path, str]] = set()
         self._last_tick = time.monotonic()
         self._session_fits: dict[str, tuple[int, float]] = {}
 
@@ -159,7 +160,9 @@ class Daemon:
         """Accept new job files, notice changed and removed ones, apply cancel requests."""
         files, rejected = scan(self.settings.jobs_dir)
         for path, reason in rejected:
-            log.error("%s: %s", path, reason)
+            if (path, reason) not in self._rejected:  # once, not at every scan
+                log.error("%s: %s", path, reason)
+        self._rejected = set(rejected)
         for jid, jf in files.items():
             rec = self.records.get(jid)
             if rec is None:

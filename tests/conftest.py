@@ -1,0 +1,112 @@
+"""Shared fixtures: a private jobs/ and state/ per test, and daemons that are always reaped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from searchd.guard import find_leftovers
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Env:
+    root: Path
+    jobs: Path
+    state: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def cli(self, *args: str, timeout: float = 120, check: bool = False
+            ) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "searchd", *args, "--state", str(self.state)]
+        if args and args[0] in ("run", "status", "submit"):
+            cmd += ["--jobs", str(self.jobs)]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                             cwd=self.root)
+        if check and out.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed ({out.returncode}):\n{out.stderr}")
+        return out
+
+    def start(self, *flags: str, log: str = "daemon.log") -> subprocess.Popen[bytes]:
+        """A daemon in its own process group, logging to a file; reaped at teardown."""
+        cmd = [sys.executable, "-m", "searchd", "run", "--state", str(self.state),
+               "--jobs", str(self.jobs), "--ignore-load", *flags]
+        logf = open(self.root / log, "ab")  # noqa: SIM115 - closed with the process
+        p = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=self.root,
+                             start_new_session=True)
+        logf.close()
+        self.procs.append(p)
+        return p
+
+    def log(self, name: str = "daemon.log") -> str:
+        path = self.root / name
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def write_job(self, name: str, text: str) -> Path:
+        p = self.jobs / name
+        p.write_text(text)
+        return p
+
+    def summary(self, job: str) -> dict[str, Any]:
+        try:
+            return json.loads((self.state / job / "summary.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def wait_for(self, cond: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if cond():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}\n"
+                             f"{self.log()[-3000:]}")
+
+    def leftovers(self) -> list[psutil.Process]:
+        return find_leftovers(self.state, exclude={os.getpid()})
+
+    def reap(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        for p in self.leftovers():
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    e = Env(tmp_path, tmp_path / "jobs", tmp_path / "state")
+    e.jobs.mkdir()
+    try:
+        yield e
+    finally:
+        e.reap()
+
+
+def fits_logged(env: Env, job: str) -> int:
+    try:
+        return (env.state / job / "fits.log").stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,78 @@
+"""Plain GridSearchCV on the same estimators, grids and splits as a searchd job."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import GridSearchCV
+
+from searchd.data import load_dataset
+from searchd.estimators import build_template, build_value, grid_key, is_classification
+from searchd.spec import canonical, load_job
+
+
+def reference_searches(job_file: Path, splits: list[Any]) -> dict[str, GridSearchCV]:
+    job = load_job(job_file, 10**9)
+    data = load_dataset(job, is_classification(job, ()))
+    steps = {s.name for s in job.preprocess}
+    out = {}
+    for m in job.models:
+        grid = [{grid_key(k, steps): [build_value(v, (), k) for v in vals]
+                 for k, vals in g.items()} for g in m.grid]
+        scoring = list(job.search.scoring) if job.search.multimetric else (
+            job.search.scoring[0] if job.search.scoring else None)
+        gs = GridSearchCV(build_template(job, m, ()), grid, cv=splits, scoring=scoring,
+                          refit=job.search.refit if job.search.multimetric else True, n_jobs=1)
+        out[m.name] = gs.fit(data.X_train, data.y_train)
+    return out
+
+
+def _unprefix(params: dict[str, Any], steps: set[str]) -> str:
+    out = {}
+    for k, v in params.items():
+        key = k[len("model__"):] if k.startswith("model__") else k
+        out[key] = v
+    return canonical({k: _plain(v) for k, v in out.items()})
+
+
+def _plain(v: Any) -> Any:
+    if hasattr(v, "get_params"):
+        return {"estimator": type(v).__name__}
+    return v
+
+
+def assert_same_as_gridsearch(results: Any, job_file: Path) -> int:
+    """Every split score and mean of every candidate equal to the bit; returns #compared."""
+    refs = reference_searches(job_file, results.splits)
+    n = 0
+    for name, gs in refs.items():
+        ours = results.models[name].cv_results_
+        theirs = gs.cv_results_
+        suffixes = sorted({k[len("mean_test_"):] for k in theirs if k.startswith("mean_test_")})
+        index = {_unprefix(p, set()): i for i, p in enumerate(theirs["params"])}
+        assert len(index) == len(ours["params"]), name
+        for i, p in enumerate(ours["params"]):
+            key = canonical({k: ({"estimator": v["estimator"]} if isinstance(v, dict) else v)
+                             for k, v in p.items()})
+            j = index[key]
+            for s in suffixes:
+                k = 0
+                while f"split{k}_test_{s}" in theirs:
+                    a, b = ours[f"split{k}_test_{s}"][i], theirs[f"split{k}_test_{s}"][j]
+                    assert (np.isnan(a) and np.isnan(b)) or a == b, \
+                        f"{name} {p} split{k} {s}: {a!r} != {b!r}"
+                    k += 1
+                    n += 1
+                a, b = ours[f"mean_test_{s}"][i], theirs[f"mean_test_{s}"][j]
+                assert (np.isnan(a) and np.isnan(b)) or a == b, f"{name} {p} mean {s}"
+                assert ours[f"rank_test_{s}"][i] == theirs[f"rank_test_{s}"][j], f"{name} {p}"
+        best = _unprefix(gs.best_params_, set())
+        assert canonical(results.models[name].best_params_) == best, \
+            f"{name}: best {results.models[name].best_params_} != {gs.best_params_}"
+    return n
+
+
+__all__ = ["assert_same_as_gridsearch", "reference_searches", "json"]

@@ -1,0 +1,80 @@
+"""The README's main job end to end through the CLI, checked against GridSearchCV."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO, Env
+from reference import assert_same_as_gridsearch
+
+import searchd
+
+
+@pytest.mark.timeout(240)
+def test_example_job_end_to_end(env: Env) -> None:
+    shutil.copy(REPO / "jobs" / "example.toml", env.jobs / "example.toml")
+    run = env.cli("run", "--drain", "--ignore-load", "--checkpoint-interval", "1", timeout=200)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    # state/ holds signed checkpoints and a readable summary
+    job_dir = env.state / "example"
+    assert (job_dir / "results.ckpt").exists()
+    for m in ("knn", "rf", "lr", "nb"):
+        assert (job_dir / f"model-{m}.ckpt").exists()
+    summary = json.loads((job_dir / "summary.json").read_text())
+    assert summary["state"] == "done"
+    assert summary["fits_done"] == summary["fits_total"] == 170
+    assert (env.state / "searchd.key").stat().st_mode & 0o777 == 0o600
+
+    status = env.cli("status", "--json", check=True)
+    [rec] = json.loads(status.stdout)
+    assert rec["id"] == "example" and rec["state"] == "done" and rec["error"] is None
+    assert rec["fits_done"] == rec["fits_total"] == 170 and rec["fits_computed"] == 170
+    assert set(rec["models"]) == {"knn", "rf", "lr", "nb"}
+    assert all(m["state"] == "done" and m["best_score"] > 0.8 for m in rec["models"].values())
+    text = env.cli("status", check=True).stdout
+    assert "example" in text and "100%" in text and "#" in text
+
+    show = json.loads(env.cli("show", "example", "--json", check=True).stdout)
+    cv = show["models"]["rf"]["cv_results"]
+    assert {"params", "mean_test_score", "std_test_score", "rank_test_score",
+            "split0_test_score", "split4_test_score", "mean_fit_time"} <= set(cv)
+    assert show["models"]["rf"]["test_score"]["accuracy"] > 0.9
+    assert "best CV score" in env.cli("show", "example", check=True).stdout
+
+    out = env.root / "rf.pkl"
+    env.cli("export", "example", "--model", "rf", "-o", str(out), check=True)
+    script = (f"import pickle; from sklearn.datasets import load_digits; "
+              f"X, y = load_digits(return_X_y=True); "
+              f"m = pickle.load(open({str(out)!r}, 'rb')); "
+              f"print((m.predict(X) == y).mean())")
+    acc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert float(acc.stdout) > 0.9
+
+    for fmt in ("joblib", "skops"):
+        env.cli("export", "example", "--format", fmt, "-o", str(env.root / f"m.{fmt}"),
+                check=True)
+    import skops.io as sio
+    model = sio.load(env.root / "m.skops",
+                     trusted=sio.get_untrusted_types(file=env.root / "m.skops"))
+    assert hasattr(model, "predict")
+
+    assert env.cli("verify").returncode == 0
+
+    results = searchd.load_results("example", env.state)
+    rf = results["rf"]
+    with open(out, "rb") as f:
+        exported = pickle.load(f)
+    assert type(rf.best_estimator_) is type(exported)
+    assert rf.best_params_ == show["models"]["rf"]["best_params"]
+    # value by value, to the bit, against GridSearchCV on the same splits (4 model types)
+    n = assert_same_as_gridsearch(results, env.state / "example" / "job.toml")
+    assert n == 170
+    assert np.isfinite(results.best.best_score_)
