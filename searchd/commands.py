@@ -275,7 +275,7 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     if rec.state not in (JobState.QUEUED, JobState.RUNNING, JobState.PAUSED, JobState.FAILED):
         raise SearchdError(f"job {args.job} is {rec.state.value}; nothing to cancel")
     atomic_write(settings.state_dir / args.job / CANCEL_FILE, b"")
-    lock = FileLock(str(settings.state_dir / "searchd.lock"), timeout=0)
+    lock = FileLock(str(settings.state_dir / "searchd.lock"), timeout=0, mode=0o600)
     try:
         with lock:  # no daemon running: apply it ourselves
             (settings.state_dir / args.job / CANCEL_FILE).unlink(missing_ok=True)

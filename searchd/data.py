@@ -40,6 +40,9 @@ def load_dataset(job: JobSpec, classification: bool) -> Dataset:
                 stratify=y if classification else None)
         except ValueError as e:
             raise DataError(f"{job.path}: data.test_size: {e}") from None
+        if len(X) < job.search.folds:  # load_xy checked all rows; the folds see fewer
+            raise DataError(f"{job.path}: data.test_size: {len(X)} training samples are fewer "
+                            f"than the {job.search.folds} folds")
     h = hashlib.sha256()
     for a in (X, y, X_test, y_test):
         if a is not None:
@@ -97,7 +100,12 @@ def _csv(path: Path, target: str, where: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{where}: {path}: {e.strerror}") from None
     if not rows:
         raise DataError(f"{where}: {path} is empty")
-    header, body = rows[0], rows[1:]
+    # Blank lines (a trailing newline too many) are no samples.
+    header, body = rows[0], [r for r in rows[1:] if r]
+    for n, r in enumerate(rows[1:], start=2):
+        if r and len(r) != len(header):
+            raise DataError(f"{where}: {path}: a row has {len(r)} fields, the header "
+                            f"{len(header)} (row {n}: {','.join(r)})")
     if target not in header:
         raise DataError(f"{where}: {path}: no column {target!r} (columns: {', '.join(header)})")
     t = header.index(target)
@@ -117,12 +125,19 @@ def _csv(path: Path, target: str, where: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _npz(path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as f:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy file: one bare array
+            raise DataError(f"{where}: {path} is not an .npz archive of arrays X and y")
+        with loaded as f:
             if "X" not in f or "y" not in f:
                 raise DataError(f"{where}: {path} must hold arrays named X and y "
                                 f"(has {', '.join(f.files)})")
-            return f["X"], f["y"]
+            X, y = f["X"], f["y"]
     except OSError as e:
         raise DataError(f"{where}: {path}: {e.strerror or e}") from None
     except ValueError as e:  # e.g. object arrays: refused, they would need pickle
         raise DataError(f"{where}: {path}: {e}") from None
+    if X.ndim != 2 or y.ndim not in (1, 2):
+        raise DataError(f"{where}: {path}: X must be 2-D and y 1-D or 2-D, got shapes "
+                        f"{X.shape} and {y.shape}")
+    return X, y

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -48,8 +49,11 @@ def resolve(name: str, allow_modules: Sequence[str] = (), where: str = "") -> ty
         raise JobSpecError(f"{prefix}estimator {name!r} names a private or invalid module path")
     top = parts[0]
     if top == "sklearn":
-        module = importlib.import_module(module_name)  # scikit-learn's own public modules only
-        cls = getattr(module, attr, None)
+        # Look the module up, never import it: all_estimators() has imported every public
+        # module already, and importing others would run sklearn's tests, conftest or
+        # experimental enablers for a job file (and crash on a name that is no module).
+        _public_estimators()
+        cls = getattr(sys.modules.get(module_name), attr, None)
         if cls not in _public_classes():
             raise JobSpecError(f"{prefix}{name!r} is not a public scikit-learn estimator")
         return cls  # type: ignore[return-value]
@@ -136,8 +140,7 @@ def check_model(job: JobSpec, model: ModelSpec, allow: Sequence[str]) -> BaseEst
         for key, values in g.items():
             where = f"{job.path}: models.{model.name}.grid.{key}"
             full = grid_key(key, {s.name for s in job.preprocess})
-            # a nested key (estimator__max_depth) is valid when its parent is an estimator
-            if full not in valid and not _nested_ok(full, values, valid):
+            if full not in valid and not _nested_ok(key, g, allow, where):
                 raise JobSpecError(f"{where}: {_owner(template, full)} has no parameter "
                                    f"{key!r}")
             for i, v in enumerate(values):
@@ -145,9 +148,18 @@ def check_model(job: JobSpec, model: ModelSpec, allow: Sequence[str]) -> BaseEst
     return clone(template)
 
 
-def _nested_ok(full: str, values: list[Value], valid: Mapping[str, Any]) -> bool:
-    head = full.rsplit("__", 1)[0]
-    return "__" in full and head in valid and isinstance(valid[head], BaseEstimator)
+def _nested_ok(key: str, grid: Mapping[str, list[Value]], allow: Sequence[str],
+               where: str) -> bool:
+    """``estimator__max_depth`` that the template lacks is still valid when the same grid
+    sets ``estimator`` to estimators that all have ``max_depth`` (set_params sets the
+    parent first). Any other key must be among the template's own deep parameters: the
+    parent merely being an estimator (a pipeline's steps always are) proves nothing."""
+    head, sep, tail = key.partition("__")
+    values = grid.get(head) if sep else None
+    if not values or not all(isinstance(v, dict) and "estimator" in v for v in values):
+        return False
+    return all(tail in build_value(v, allow, f"{where}[{i}]").get_params(deep=True)
+               for i, v in enumerate(values))
 
 
 def _owner(template: BaseEstimator, full: str) -> str:

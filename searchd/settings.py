@@ -7,6 +7,7 @@ Precedence, lowest first: built-in defaults, the config file (``--config``,
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass
@@ -90,6 +91,8 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SettingsError(f"{source}: {key}: expected a number, got {value!r}")
+        if math.isnan(value):  # NaN compares false to everything: a pause that never ends
+            raise SettingsError(f"{source}: {key}: expected a number, got nan")
         if value < 0:
             raise SettingsError(f"{source}: {key}: must not be negative, got {value!r}")
         return float(value)
@@ -139,6 +142,10 @@ def load_config(path: Path) -> dict[str, Any]:
             data = tomllib.load(f)
     except FileNotFoundError:
         raise SettingsError(f"{path}: config file not found") from None
+    except OSError as e:  # a folder, no permission, ...
+        raise SettingsError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise SettingsError(f"{path}: not valid TOML: {e}") from None
     # An optional [searchd] table keeps the file readable; keys may also sit at top level.

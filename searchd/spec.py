@@ -141,9 +141,12 @@ def parse_bytes(raw: bytes, path: Path) -> dict[str, Any]:
 def load_job(path: Path, max_candidates: int, job_id: str | None = None,
              base_dir: Path | None = None) -> JobSpec:
     """Read and validate a job file. ``base_dir`` resolves relative data paths."""
-    raw_bytes = path.read_bytes() if path.exists() else None
-    if raw_bytes is None:
-        raise JobSpecError(f"{path}: job file not found")
+    try:
+        raw_bytes = path.read_bytes()
+    except FileNotFoundError:
+        raise JobSpecError(f"{path}: job file not found") from None
+    except OSError as e:  # a folder, no permission, ...
+        raise JobSpecError(f"{path}: cannot read: {e.strerror}") from None
     return parse_job(raw_bytes, path, max_candidates, job_id=job_id, base_dir=base_dir)
 
 
@@ -179,6 +182,17 @@ def parse_job(raw_bytes: bytes, path: Path, max_candidates: int, job_id: str | N
 
 def _count(n: float) -> int:
     return max(0, int(n))
+
+
+def _range_len(start: Any, stop: Any, step: Any) -> int:
+    """How many values range-like [start, stop, step] gives, without building them.
+
+    Integer arithmetic for ints: ``len(range(...))`` overflows past sys.maxsize,
+    and JSON integers are unbounded.
+    """
+    if all(isinstance(a, int) for a in (start, stop, step)):
+        return max(0, -((start - stop) // step))
+    return _count(math.ceil((stop - start) / step))
 
 
 def _range_args(args: list[Any]) -> tuple[Any, Any, Any]:
@@ -322,7 +336,7 @@ class _Validator:
     def params(self, d: Any, key: str) -> dict[str, Value]:
         return {k: self.value(v, f"{key}.{k}") for k, v in self.table(d, key).items()}
 
-    def model(self, name: str, d: Any) -> tuple[ModelSpec, list[dict[str, Any]]]:
+    def model(self, name: str, d: Any) -> tuple[ModelSpec, list[tuple[str, dict[str, Any]]]]:
         """Check a model type and count its candidates; its grids stay unexpanded."""
         key = f"models.{name}"
         if not NAME.match(name):
@@ -336,18 +350,18 @@ class _Validator:
         if not grids:
             raise self.fail(f"{key}.grid", "an empty list of grids has no candidates")
         total = 0
-        raw: list[dict[str, Any]] = []
+        raw: list[tuple[str, dict[str, Any]]] = []
         for i, g in enumerate(grids):
             gkey = f"{key}.grid" if not isinstance(grid_raw, list) else f"{key}.grid[{i}]"
             g = self.table(g, gkey, required=True)
             total += math.prod(self.grid_size(v, f"{gkey}.{p}") for p, v in g.items())
-            raw.append(g)
+            raw.append((gkey, g))
         spec = ModelSpec(name=name, estimator=est, params=params, grid=(), n_candidates=total)
         return spec, raw
 
-    def expand(self, spec: ModelSpec, raw: list[dict[str, Any]]) -> ModelSpec:
-        grid = tuple({p: self.grid_values(v, f"models.{spec.name}.grid.{p}")
-                      for p, v in g.items()} for g in raw)
+    def expand(self, spec: ModelSpec, raw: list[tuple[str, dict[str, Any]]]) -> ModelSpec:
+        grid = tuple({p: self.grid_values(v, f"{gkey}.{p}") for p, v in g.items()}
+                     for gkey, g in raw)
         return replace(spec, grid=grid)
 
     def grid_size(self, v: Any, key: str) -> int:
@@ -359,10 +373,11 @@ class _Validator:
             kind, args = next(iter(v.items()))
             self.helper_args(kind, args, key)
             if kind == "range":
-                start, stop, step = _range_args(args)
-                n = len(range(start, stop, step)) if all(
-                    isinstance(a, int) for a in (start, stop, step)) \
-                    else _count(math.ceil((stop - start) / step))
+                try:
+                    n = _range_len(*_range_args(args))
+                except OverflowError:  # e.g. [0, 1e308, 1e-308]: a count past any float
+                    raise self.fail(key, f"{{{kind} = {args!r}}} does not give a finite "
+                                    "number of values") from None
             else:
                 n = args[2]
             if n < 1:
@@ -382,6 +397,19 @@ class _Validator:
                 raise self.fail(key, "range: step must not be 0")
         elif len(args) != 3 or not isinstance(args[2], int) or isinstance(args[2], bool):
             raise self.fail(key, f"{kind}: expected [start, stop, count], got {args!r}")
+        # NaN or inf (TOML nan/inf, JSON NaN/Infinity) would give NaN values or an
+        # OverflowError instead of a message; so would ints or powers past a float.
+        try:
+            if kind == "range":  # huge ints are fine here: the count says no
+                finite = all(math.isfinite(a) for a in args if isinstance(a, float))
+            else:
+                finite = all(math.isfinite(a) for a in args) and math.isfinite(
+                    float(args[1]) - float(args[0])) and (
+                    kind != "logspace" or math.isfinite(10.0 ** max(args[0], args[1])))
+        except OverflowError:
+            finite = False
+        if not finite:
+            raise self.fail(key, f"{kind}: expected finite numbers, got {args!r}")
 
     def grid_values(self, v: Any, key: str) -> list[Value]:
         if isinstance(v, list):
@@ -391,13 +419,13 @@ class _Validator:
             start, stop, step = _range_args(args)
             if all(isinstance(a, int) for a in (start, stop, step)):
                 return list(range(start, stop, step))
-            n = _count(math.ceil((stop - start) / step))
+            n = _range_len(start, stop, step)
             return [start + i * step for i in range(n)]
         start, stop, n = args
         if n == 1:
             points = [float(start)]
         else:
-            points = [start + (stop - start) * i / (n - 1) for i in range(n)]
+            points = [start + (stop - start) * (i / (n - 1)) for i in range(n)]
         if kind == "logspace":
             return [10.0 ** p for p in points]
         return [float(p) for p in points]

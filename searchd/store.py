@@ -191,7 +191,9 @@ class CheckpointStore:
         self.dir = job_dir
         self.key = key
         self.job_id = job_id
-        self.lock = FileLock(str(job_dir / "checkpoint.lock"), timeout=LOCK_TIMEOUT)
+        self.lock = FileLock(str(job_dir / "checkpoint.lock"), timeout=LOCK_TIMEOUT, mode=0o600)
+        #: checkpoints whose current file this process wrote or verified: safe to rotate
+        self._trusted: set[str] = set()
 
     def path(self, name: str, prev: bool = False) -> Path:
         return self.dir / f"{name}{'.prev' if prev else ''}{SUFFIX}"
@@ -206,11 +208,23 @@ class CheckpointStore:
         with self.lock:
             tmp_target = self.dir / f".{name}.next"
             atomic_write(tmp_target, blob)  # the new generation is durable before rotation
-            if cur.exists():
+            if cur.exists() and self._rotatable(name, cur):
                 os.replace(cur, prev)
             os.replace(tmp_target, cur)
             fsync_dir(self.dir)
+            self._trusted.add(name)
         return len(blob)
+
+    def _rotatable(self, name: str, cur: Path) -> bool:
+        """Only a good file may become the previous generation; a bad one is moved aside."""
+        if name in self._trusted:
+            return True
+        try:
+            verified_payload(self.key, self.context(name), cur.read_bytes())
+            return True
+        except CheckpointError as e:
+            self.quarantine(cur, e.message)
+            return False
 
     def read(self, name: str, quarantine: bool = False) -> tuple[Any | None, list[Refused]]:
         """The newest generation that verifies (None if none), and what was refused."""
@@ -225,17 +239,20 @@ class CheckpointStore:
                     continue
         for p, blob in blobs:
             try:
-                return loads(self.key, self.context(name), blob, str(p)), refused
+                data = loads(self.key, self.context(name), blob, str(p))
+                if p == self.path(name):
+                    self._trusted.add(name)
+                return data, refused
             except CheckpointError as e:
                 refused.append(Refused(p, e.message))
-                log.error("%s: refused checkpoint %s: %s", self.job_id, p, e.message)
-                if quarantine:
+                if quarantine:  # the worker's read; CLI readers raise the reason instead
+                    log.error("%s: refused checkpoint %s: %s", self.job_id, p, e.message)
                     self.quarantine(p, e.message)
             except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
                 # signed by us yet unreadable: e.g. written by an incompatible version
                 refused.append(Refused(p, f"verified but unreadable: {e}"))
-                log.error("%s: unreadable checkpoint %s: %s", self.job_id, p, e)
                 if quarantine:
+                    log.error("%s: unreadable checkpoint %s: %s", self.job_id, p, e)
                     self.quarantine(p, f"verified but unreadable: {e}")
         return None, refused
 
@@ -247,7 +264,8 @@ class CheckpointStore:
         with self.lock:
             with contextlib.suppress(FileNotFoundError):
                 os.replace(path, dest)
-        (dest.with_name(dest.name + ".reason")).write_text(reason + "\n")
+        atomic_write(dest.with_name(dest.name + ".reason"), (reason + "\n").encode(),
+                     durable=False)
         log.warning("%s: moved %s to %s: %s", self.job_id, path.name, dest, reason)
         return dest
 
@@ -273,7 +291,7 @@ class CheckpointStore:
 @contextlib.contextmanager
 def exclusive(lock_path: Path, what: str, pid_file: Path | None = None) -> Iterator[FileLock]:
     """Hold ``lock_path`` or fail at once with a message naming the holder's pid."""
-    lock = FileLock(str(lock_path), timeout=0)
+    lock = FileLock(str(lock_path), timeout=0, mode=0o600)
     try:
         lock.acquire()
     except Timeout:

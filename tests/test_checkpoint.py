@@ -1,0 +1,200 @@
+"""Checkpoints: signatures, atomic writes, and hostile files that must never be unpickled."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import Env
+
+from searchd.errors import CheckpointError
+from searchd.store import (
+    CheckpointStore,
+    atomic_write,
+    clean_temp_files,
+    dumps,
+    load_key,
+    loads,
+    sign,
+    verified_payload,
+)
+
+SMALL_JOB = """
+[data]
+source = "sklearn:iris"
+
+[search]
+cv = 3
+
+[models.knn]
+estimator = "KNeighborsClassifier"
+grid = { n_neighbors = [1, 3, 5] }
+
+[models.tree]
+estimator = "DecisionTreeClassifier"
+params = { random_state = 0 }
+grid = { max_depth = [1, 2, 3] }
+
+[models.lr]
+estimator = "LogisticRegression"
+params = { max_iter = 500 }
+grid = { C = [0.1, 1.0] }
+"""
+
+
+class Planted:
+    """A pickle whose loading would create a file: proof of code execution."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+def planted_bytes(marker: Path) -> bytes:
+    return pickle.dumps(Planted(marker))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> CheckpointStore:
+    key = load_key(tmp_path, create=True)
+    d = tmp_path / "job"
+    d.mkdir()
+    return CheckpointStore(d, key, "job")
+
+
+def test_key_is_private_and_stable(tmp_path: Path) -> None:
+    k1 = load_key(tmp_path, create=True)
+    assert (tmp_path / "searchd.key").stat().st_mode & 0o777 == 0o600
+    assert load_key(tmp_path) == k1 and len(k1) == 32
+    with pytest.raises(CheckpointError, match="no key"):
+        load_key(tmp_path / "other")
+
+
+def test_roundtrip_and_every_kind_of_tampering(tmp_path: Path) -> None:
+    key = os.urandom(32)
+    blob = dumps(key, "job/results", {"a": [1, 2, 3]})
+    assert loads(key, "job/results", blob, "x") == {"a": [1, 2, 3]}
+    flipped = bytearray(blob)
+    flipped[len(blob) // 2] ^= 0x01
+    cases = {
+        "flipped byte": bytes(flipped),
+        "truncated": blob[:-10],
+        "zero-length": b"",
+        "header only": blob[:20],
+        "unsigned pickle": pickle.dumps({"a": 1}),
+        "another key": dumps(os.urandom(32), "job/results", {"a": 1}),
+        "another job": dumps(key, "other/results", {"a": 1}),
+    }
+    for what, bad in cases.items():
+        with pytest.raises(CheckpointError):
+            verified_payload(key, "job/results", bad)
+        assert what
+
+
+def test_planted_pickle_is_never_loaded(store: CheckpointStore, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    evil = planted_bytes(marker)
+    other_key = os.urandom(32)
+    for blob in (evil, sign(other_key, "job/results", evil), sign(store.key, "job/x", evil)):
+        store.path("results").write_bytes(blob)
+        data, refused = store.read("results", quarantine=True)
+        assert data is None and refused
+        assert not marker.exists()
+        assert not store.path("results").exists()  # moved aside
+    reasons = sorted((store.dir / "quarantine").glob("*.reason"))
+    assert len(reasons) == 3
+    assert "signature" in reasons[0].read_text() or "header" in reasons[0].read_text()
+
+
+def test_previous_generation_is_used_when_the_newest_is_bad(store: CheckpointStore) -> None:
+    store.write("results", {"gen": 1})
+    store.write("results", {"gen": 2})
+    assert store.read("results")[0] == {"gen": 2}
+    p = store.path("results")
+    p.write_bytes(p.read_bytes()[:-5])  # truncated newest generation
+    data, refused = store.read("results", quarantine=True)
+    assert data == {"gen": 1} and len(refused) == 1
+    # a crash between the two renames leaves .next as the newest complete generation
+    store.write("results", {"gen": 3})
+    os.replace(store.path("results"), store.dir / ".results.next")
+    assert store.read("results")[0] == {"gen": 3}
+
+
+def test_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "f.ckpt"
+    atomic_write(target, b"old")
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OSError):
+        atomic_write(target, b"new" * 1000)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.ckpt"]  # no temp file left
+    monkeypatch.undo()
+    (tmp_path / ".f.ckpt.tmp-123-abcd").write_bytes(b"partial")
+    assert clean_temp_files(tmp_path) == 1
+
+
+def _flip(p: Path) -> None:
+    b = bytearray(p.read_bytes())
+    b[len(b) // 2] ^= 0xFF
+    p.write_bytes(bytes(b))
+
+
+@pytest.mark.timeout(180)
+def test_hostile_checkpoints_are_refused_and_the_daemon_carries_on(env: Env) -> None:
+    env.write_job("small.toml", SMALL_JOB)
+    assert env.cli("run", "--drain", timeout=120).returncode == 0
+    job = env.state / "small"
+    marker = env.root / "pwned"
+    _flip(job / "results.ckpt")
+    (job / "results.prev.ckpt").write_bytes(planted_bytes(marker))
+    m = job / "model-knn.ckpt"
+    m.write_bytes(m.read_bytes()[: len(m.read_bytes()) // 3])
+
+    v = env.cli("verify")
+    assert v.returncode != 0
+    for name in ("results.ckpt", "results.prev.ckpt", "model-knn.ckpt"):
+        assert f"BAD {job / name}" in v.stdout, v.stdout
+    assert "ok " in v.stdout  # the good model checkpoints are still good
+    show = env.cli("show", "small")
+    assert show.returncode != 0 and show.stderr.startswith("searchd: error: ")
+    assert "Traceback" not in show.stderr
+    exported = env.cli("export", "small", "--model", "knn", "-o", str(env.root / "k.pkl"))
+    assert exported.returncode != 0 and "Traceback" not in exported.stderr
+    assert not marker.exists()
+
+    # the daemon moves them aside and recomputes what it cannot trust
+    (job / "summary.json").unlink()
+    run = env.cli("run", "--drain", timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert not marker.exists()
+    assert "refused checkpoint" in run.stderr
+    reasons = list((job / "quarantine").glob("*.reason"))
+    assert len(reasons) >= 2
+    assert env.cli("verify").returncode == 0
+    [rec] = json.loads(env.cli("status", "--json", check=True).stdout)
+    assert rec["state"] == "done" and rec["fits_done"] == 24
+
+
+@pytest.mark.timeout(60)
+def test_second_daemon_on_the_same_state_exits_naming_the_first(env: Env) -> None:
+    env.write_job("small.toml", SMALL_JOB)
+    first = env.start()
+    env.wait_for(lambda: (env.state / "searchd.pid").exists(), 20, "the first daemon")
+    second = subprocess.run([sys.executable, "-m", "searchd", "run", "--state", str(env.state),
+                             "--jobs", str(env.jobs)], capture_output=True, text=True,
+                            timeout=30)
+    assert second.returncode != 0
+    assert f"pid {first.pid}" in second.stderr and "already in use" in second.stderr
+    assert second.stderr.count("\n") == 1  # one line, no traceback
