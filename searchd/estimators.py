@@ -172,4 +172,6 @@ def _owner(template: BaseEstimator, full: str) -> str:
 
 def is_classification(job: JobSpec, allow: Sequence[str]) -> bool:
     from sklearn.base import is_classifier
-    return is_classifier(resolve(job.models[0].estimator, allow)())
+    first = job.models[0]
+    return is_classifier(resolve(first.estimator, allow,
+                                 f"{job.path}: models.{first.name}.estimator")())

@@ -167,8 +167,8 @@ class JobRun:
 
     def prepare(self) -> dict[str, Any]:
         """Check every model, load the data, resume from the checkpoint; returns templates."""
-        classification = is_classification(self.spec, self.allow)
         templates = {m.name: check_model(self.spec, m, self.allow) for m in self.spec.models}
+        classification = is_classification(self.spec, self.allow)
         self.data = load_dataset(self.spec, classification)
         old, refused = self.store.read(RESULTS, quarantine=True)
         if old is not None and old.get("data_digest") != self.data.digest:
