@@ -349,12 +349,12 @@ class Daemon:
         sample = LoadSample(at=now, other_load=sample.other_load, free_memory=sample.free_memory)
         decision = self.gate.update(sample, operator_paused_until=read_operator_pause(
             self.settings.state_dir))
-        reason = None if decision.run else decision.reason
-        if reason != self.pause_reason:
-            if reason is None:
-                log.info("resuming: %s", self.pause_reason and f"was {self.pause_reason}")
-            else:
-                log.info("pausing: %s", reason)
+        reason = None if decision.run else (decision.reason or "paused")
+        # reasons carry running figures ("for 4s"): log the pause and the resume, not each sample
+        if reason is not None and self.pause_reason is None:
+            log.info("pausing: %s", reason)
+        elif reason is None and self.pause_reason is not None:
+            log.info("resuming (was %s)", self.pause_reason)
         self.pause_reason = reason
         w = self.worker
         if w is None:

@@ -63,15 +63,11 @@ def _tree_times(root_pid: int, extra: Iterable[int]) -> dict[int, _ProcTimes]:
         procs = [root, *root.children(recursive=True)]
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         log.warning("own root process %d is gone; counting only known extra pids", root_pid)
-    seen = {p.pid for p in procs}
-    for pid in extra:
-        if pid in seen:
-            continue
+    for pid in set(extra) - {p.pid for p in procs}:
         try:
             procs.append(psutil.Process(pid))
-            seen.add(pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
+            log.debug("extra own pid %d is gone", pid)
     out: dict[int, _ProcTimes] = {}
     for p in procs:
         try:
@@ -139,7 +135,7 @@ class LoadSampler:
         busy = _busy_seconds(psutil.cpu_times())
         procs = _tree_times(self.own_root_pid, own_pids_extra)
         mem = psutil.virtual_memory()
-        free = min(1.0, max(0.0, mem.available / mem.total)) if mem.total else 0.0
+        free = min(1.0, mem.available / mem.total)
         other = 0.0
         if self._prev is not None:
             prev_at, prev_wall, prev_busy, prev_procs = self._prev
@@ -358,10 +354,12 @@ def suspend_tree(root_pid: int, skip: Callable[[psutil.Process], bool] | None = 
     try:
         root = psutil.Process(root_pid)
         todo = [root]
-        while todo:
+        for _ in range(10):  # bounded, in case a skipped process keeps forking
             handled.update(p.pid for p in todo)
             count += sum(_signal(p, "suspend") for p in todo if not skip(p))
             todo = [c for c in root.children(recursive=True) if c.pid not in handled]
+            if not todo:
+                break
     except psutil.NoSuchProcess:  # the root is gone: its orphans are no longer its tree
         log.debug("process tree of %d vanished while suspending it", root_pid)
     return count
