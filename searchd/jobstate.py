@@ -146,7 +146,7 @@ def read_summary(state_dir: Path, job_id: str) -> JobRecord | None:
 
 
 def all_summaries(state_dir: Path) -> list[JobRecord]:
-    out = []
+    out: list[JobRecord] = []
     if not state_dir.is_dir():
         return out
     for d in sorted(state_dir.iterdir()):

@@ -95,11 +95,21 @@ def load_key(state_dir: Path, create: bool = False) -> bytes:
     """The state directory's HMAC key; made (0600) on first use by the daemon."""
     path = state_dir / KEY_FILE
     try:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise CheckpointError(f"{path}: key is readable or writable by others (mode "
+                                  f"{mode:04o}); refusing it: chmod 600 {path}")
         key = path.read_bytes()
     except FileNotFoundError:
         if not create:
             raise CheckpointError(f"{path}: no key (has the daemon run on this state "
                                   "directory?)") from None
+        existing = next(state_dir.glob(f"*/*{SUFFIX}"), None) if state_dir.is_dir() else None
+        if existing is not None:
+            # a new key would orphan every existing checkpoint: refuse instead
+            raise CheckpointError(f"{path}: the key is missing but checkpoints exist (e.g. "
+                                  f"{existing}); restore the key, or move the job folders "
+                                  "away to start afresh") from None
         make_private_dir(state_dir)
         key = secrets.token_bytes(32)
         try:

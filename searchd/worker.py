@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from joblib import Parallel, delayed
 from sklearn.base import clone
 
 from . import guard
 from .data import Dataset, load_dataset
 from .errors import CheckpointError, DataError, JobSpecError, SearchdError, StateLockedError
 from .estimators import build_candidate, check_model, is_classification
+from .execute import Task, stream_local
 from .jobfiles import frozen_spec
 from .plan import Scoring, content_key, new_results, splits
 from .results import DONE, RUNNING, ModelResults
@@ -41,25 +41,6 @@ log = logging.getLogger("searchd.worker")
 EXIT_DONE, EXIT_INVALID, EXIT_LOCKED, EXIT_STOPPED = 0, 3, 5, 10
 RESULTS = "results"
 FITS_LOG = "fits.log"
-
-
-def evaluate(template: Any, params: dict[str, Any], X: np.ndarray, y: np.ndarray,
-             train: np.ndarray, test: np.ndarray, scoring: Scoring, i: int, fold: int
-             ) -> tuple[int, int, dict[str, float] | None, float, float, str | None]:
-    """One (candidate, fold) task, the way GridSearchCV evaluates it (error_score=nan)."""
-    est = clone(template).set_params(**clone(params, safe=False))
-    start = time.time()
-    try:
-        est.fit(X[train], y[train])
-    except Exception as e:  # noqa: BLE001 - recorded as error_score=nan, like GridSearchCV
-        return i, fold, None, time.time() - start, 0.0, f"{type(e).__name__}: {e}"
-    fit_time = time.time() - start
-    start = time.time()
-    try:
-        scores = scoring(est, X[test], y[test])
-    except Exception as e:  # noqa: BLE001
-        return i, fold, None, fit_time, time.time() - start, f"{type(e).__name__}: {e}"
-    return i, fold, scores, fit_time, time.time() - start, None
 
 
 class Events:
@@ -209,11 +190,9 @@ class JobRun:
             n_jobs = self.spec.search.n_jobs or self.n_jobs
             if self.n_jobs > 0 and n_jobs > 0:
                 n_jobs = min(n_jobs, self.n_jobs)
-            tasks = (delayed(evaluate)(template, built[i], X, y, *self.splits[f], scoring, i, f)
-                     for i, f in pending)
-            parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered",
-                                pre_dispatch="2*n_jobs", initializer=guard.child_init)
-            for i, f, scores, fit_time, score_time, error in parallel(tasks):
+            tasks = (Task(i, f, built[i]) for i, f in pending)
+            outcomes = stream_local(template, tasks, X, y, self.splits, scoring, n_jobs)
+            for i, f, scores, fit_time, score_time, error in outcomes:
                 with self.lock:
                     res.record(i, f, scores, fit_time, score_time, error)
                     self.dirty = True

@@ -198,3 +198,30 @@ def test_second_daemon_on_the_same_state_exits_naming_the_first(env: Env) -> Non
     assert second.returncode != 0
     assert f"pid {first.pid}" in second.stderr and "already in use" in second.stderr
     assert second.stderr.count("\n") == 1  # one line, no traceback
+
+
+def test_key_file_problems_are_clear_errors(env: Env) -> None:
+    env.write_job("small.toml", SMALL_JOB)
+    assert env.cli("run", "--drain", timeout=120).returncode == 0
+    key = env.state / "searchd.key"
+    key.chmod(0o644)
+    out = env.cli("run", "--drain")
+    assert out.returncode != 0 and "chmod 600" in out.stderr and "Traceback" not in out.stderr
+    assert env.cli("verify").returncode != 0
+    key.chmod(0o600)
+    saved = key.read_bytes()
+    key.unlink()
+    out = env.cli("run", "--drain")
+    assert out.returncode != 0 and "key is missing but checkpoints exist" in out.stderr
+    assert not key.exists()  # no silent new key that would orphan the checkpoints
+    key.write_bytes(saved)
+    key.chmod(0o600)
+    assert env.cli("verify").returncode == 0
+
+
+def test_the_supervisor_never_imports_scikit_learn() -> None:
+    code = ("import sys, searchd.daemon, searchd.cli; "
+            "print(any(m == 'sklearn' or m.startswith('sklearn.') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.strip() == "False"
