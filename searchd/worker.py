@@ -27,6 +27,7 @@ import numpy as np
 from sklearn.base import clone
 
 from . import guard
+from .dask_backend import ClusterUnavailableError, DaskCluster, cluster_address
 from .data import Dataset, load_dataset
 from .errors import CheckpointError, DataError, JobSpecError, SearchdError, StateLockedError
 from .estimators import build_candidate, check_model, is_classification
@@ -39,6 +40,7 @@ from .store import CheckpointStore, clean_temp_files, exclusive, load_key
 log = logging.getLogger("searchd.worker")
 
 EXIT_DONE, EXIT_INVALID, EXIT_LOCKED, EXIT_STOPPED = 0, 3, 5, 10
+EXIT_CLUSTER = 6  # the Dask scheduler is unreachable or was lost: the job waits
 RESULTS = "results"
 FITS_LOG = "fits.log"
 
@@ -73,7 +75,7 @@ class JobRun:
 
     def __init__(self, job_dir: Path, jobs_dir: Path, job_id: str, n_jobs: int,
                  interval: float, allow: tuple[str, ...], max_candidates: int,
-                 events: Events) -> None:
+                 events: Events, dask: str | None = None) -> None:
         self.dir, self.job_id = job_dir, job_id
         self.n_jobs, self.interval, self.allow = n_jobs, interval, allow
         self.events = events
@@ -84,6 +86,8 @@ class JobRun:
         self.flush_failures = 0
         self.store = CheckpointStore(job_dir, load_key(job_dir.parent), job_id)
         self.spec = frozen_spec(job_dir, jobs_dir, job_id, max_candidates)
+        address = cluster_address(self.spec.search.backend, dask, self.spec.path)
+        self.cluster = DaskCluster(address, job_id) if address else None
         self.models: dict[str, ModelResults] = {}
         self.fits_fd = os.open(job_dir / FITS_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self.data: Dataset | None = None
@@ -122,7 +126,9 @@ class JobRun:
     def progress(self, running: str | None = None) -> None:
         with self.lock:
             models = {name: m.summary() for name, m in self.models.items()}
-        self.events.send("progress", running=running, models=models)
+        self.events.send("progress", running=running, models=models,
+                         backend="local" if self.cluster is None else "dask",
+                         cluster_workers=None if self.cluster is None else self.cluster.workers)
 
     def control_loop(self) -> None:
         """Flush on time, report progress, and honour a stop request, whatever the fits do."""
@@ -191,7 +197,10 @@ class JobRun:
             if self.n_jobs > 0 and n_jobs > 0:
                 n_jobs = min(n_jobs, self.n_jobs)
             tasks = (Task(i, f, built[i]) for i, f in pending)
-            outcomes = stream_local(template, tasks, X, y, self.splits, scoring, n_jobs)
+            if self.cluster is not None:
+                outcomes = self.cluster.stream(template, tasks, X, y, self.splits, scoring)
+            else:
+                outcomes = stream_local(template, tasks, X, y, self.splits, scoring, n_jobs)
             for i, f, scores, fit_time, score_time, error in outcomes:
                 with self.lock:
                     res.record(i, f, scores, fit_time, score_time, error)
@@ -242,10 +251,18 @@ class JobRun:
         templates = self.prepare()
         self.flush()
         threading.Thread(target=self.control_loop, name="control", daemon=True).start()
-        for m in self.spec.models:
-            if self.models[m.name].state != DONE:
-                self.run_model(m.name, templates[m.name])
+        try:
+            for m in self.spec.models:
+                if self.models[m.name].state != DONE:
+                    self.run_model(m.name, templates[m.name])
+        except Exception:
+            # e.g. a joblib worker was killed: keep every result so far, then die loudly
+            log.exception("%s: worker failed; saving the results so far", self.job_id)
+            self.flush()
+            raise
         self.progress()
+        if self.cluster is not None:
+            self.cluster.close()
         self.events.send("done")
         return EXIT_DONE
 
@@ -261,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--allow-module", action="append", default=[])
     p.add_argument("--events-fd", type=int)
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--dask", metavar="ADDRESS", help="run the fits on this Dask scheduler")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format=os.environ.get("SEARCHD_LOG_FORMAT", "%(name)s: %(message)s"))
@@ -281,12 +299,18 @@ def main(argv: list[str] | None = None) -> int:
         with exclusive(job_dir / "job.lock", f"job {args.job}"):
             clean_temp_files(job_dir)
             run = JobRun(job_dir, args.jobs, args.job, args.n_jobs, args.checkpoint_interval,
-                         tuple(args.allow_module), args.max_candidates, events)
+                         tuple(args.allow_module), args.max_candidates, events, args.dask)
             return run.run()
     except (JobSpecError, DataError) as e:
         events.send("invalid", error=str(e))
         log.error("%s: invalid: %s", args.job, e)
         return EXIT_INVALID
+    except ClusterUnavailableError as e:
+        if run is not None:
+            run.flush()  # keep every result that came back before the cluster went away
+        events.send("cluster", error=str(e))
+        log.error("%s: %s; the job waits and retries", args.job, e)
+        return EXIT_CLUSTER
     except StateLockedError as e:
         log.error("%s", e)
         return EXIT_LOCKED

@@ -41,13 +41,18 @@ class Env:
             raise AssertionError(f"{' '.join(args)} failed ({out.returncode}):\n{out.stderr}")
         return out
 
-    def start(self, *flags: str, log: str = "daemon.log") -> subprocess.Popen[bytes]:
-        """A daemon in its own process group, logging to a file; reaped at teardown."""
+    def start(self, *flags: str, log: str = "daemon.log",
+              extra_env: dict[str, str] | None = None,
+              ignore_load: bool = True) -> subprocess.Popen[bytes]:
+        """A daemon in its own process group, logging to a file; reaped at teardown.
+
+        ``ignore_load=False`` lets the idle gate's load rule act (the idle suite's tests).
+        """
         cmd = [sys.executable, "-m", "searchd", "run", "--state", str(self.state),
-               "--jobs", str(self.jobs), "--ignore-load", *flags]
+               "--jobs", str(self.jobs), *(["--ignore-load"] if ignore_load else []), *flags]
         logf = open(self.root / log, "ab")  # noqa: SIM115 - closed with the process
         p = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=self.root,
-                             start_new_session=True)
+                             start_new_session=True, env={**os.environ, **(extra_env or {})})
         logf.close()
         self.procs.append(p)
         return p
