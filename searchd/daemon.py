@@ -26,7 +26,8 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from . import guard
-from .errors import JobSpecError
+from .dask_backend import NO_SCHEDULER, missing_extra, no_scheduler_message
+from .errors import JobSpecError, SettingsError
 from .idle import IdleGate, LoadSample, LoadSampler, resume_tree, suspend_tree
 from .jobfiles import JobFile, freeze, frozen_path, scan
 from .jobstate import ACTIVE, JobRecord, JobState, all_summaries, write_summary
@@ -40,23 +41,39 @@ log = logging.getLogger("searchd")
 
 S = JobState
 EXIT_DONE, EXIT_INVALID, EXIT_LOCKED, EXIT_STOPPED = 0, 3, 5, 10
+EXIT_CLUSTER = 6  # the worker lost (or never reached) the Dask scheduler
+MAX_CLUSTER_WAIT = 120.0  # seconds between two tries to reach the Dask scheduler, at most
 PAUSE_FILE = "pause.json"
 CANCEL_FILE = "cancel.request"
 WARM_STOP_SECONDS = 8.0
+WATCH_SECONDS = 0.2
 
 
 def read_operator_pause(state_dir: Path) -> float | None:
-    """The operator pause deadline (epoch seconds, inf = until resumed), or None."""
+    """The operator pause deadline (epoch seconds, inf = until resumed), or None.
+
+    An expired pause file is removed, so that it cannot come back when the clock is set back.
+    """
+    path = state_dir / PAUSE_FILE
     try:
-        data = json.loads((state_dir / PAUSE_FILE).read_text())
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
-    except ValueError:
+    try:
+        until = json.loads(raw).get("until")
+        until = None if until is None else float(until)
+    except (ValueError, TypeError, AttributeError):
         return math.inf  # unreadable: stay paused rather than run against the operator's wish
-    until = data.get("until")
-    if until is None:
+    if until is None or math.isnan(until):
         return math.inf
-    return float(until) if float(until) > time.time() else None
+    if until > time.time():
+        return until
+    try:
+        if path.read_bytes() == raw:  # not replaced by a new `searchd pause` meanwhile
+            path.unlink()
+    except OSError as e:
+        log.warning("%s: cannot remove the expired operator pause: %s", path, e)
+    return None
 
 
 class Daemon:
@@ -82,6 +99,7 @@ class Daemon:
         self._rejected: set[tuple[Path, str]] = set()
         self._last_tick = time.monotonic()
         self._session_fits: dict[str, tuple[int, float]] = {}
+        self._cluster_waits: dict[str, int] = {}
 
     # --- signals ---------------------------------------------------------------------------------
 
@@ -120,6 +138,9 @@ class Daemon:
 
     def run(self) -> int:
         """Run until stopped (or drained); returns the process exit code."""
+        if self.settings.dask_scheduler and missing_extra():
+            raise SettingsError(f"dask_scheduler {self.settings.dask_scheduler}: "
+                                f"{missing_extra()}")
         self.install_signals()
         with self.started():
             self.scan()
@@ -133,6 +154,7 @@ class Daemon:
                           id="scan")
             sched.add_job(self._tick_job, IntervalTrigger(seconds=min(
                 self.settings.sample_interval, 1.0)), id="tick")
+            sched.add_job(self._watch_job, IntervalTrigger(seconds=WATCH_SECONDS), id="watch")
             self.scheduler = sched
             self.tick()
             if self.scheduler is not None:
@@ -147,6 +169,11 @@ class Daemon:
 
     def _tick_job(self) -> None:
         self.tick()
+
+    def _watch_job(self) -> None:
+        """Between ticks: act at once on a worker's exit or a stop signal (one waitpid)."""
+        if self.stop_signals or (self.worker is not None and self.worker.poll() is not None):
+            self.tick()
 
     def shutdown(self, code: int) -> None:
         self.exit_code = code
@@ -168,7 +195,8 @@ class Daemon:
             if rec is None:
                 rec = self.records[jid] = JobRecord(id=jid)
                 self._accept(rec, jf)
-            elif rec.state == S.INVALID and jf.digest != rec.spec_digest:
+            elif rec.state == S.INVALID and (jf.digest != rec.spec_digest or (
+                    self.settings.dask_scheduler and NO_SCHEDULER in (rec.error or ""))):
                 rec.to(S.QUEUED)
                 self._accept(rec, jf)
             elif rec.state in (S.FAILED, S.CANCELLED) and jf.mtime > rec.mtime + 1e-6:
@@ -204,7 +232,12 @@ class Daemon:
             return
         freeze(self.settings.state_dir / rec.id, jf)
         rec.priority, rec.fits_total = spec.priority, spec.fits_total
-        rec.backend = spec.search.backend
+        # with a scheduler, every job runs on the cluster; without, asking for one is an error
+        rec.backend = "dask" if self.settings.dask_scheduler else spec.search.backend
+        if spec.search.backend == "dask" and not self.settings.dask_scheduler:
+            rec.to(S.INVALID, no_scheduler_message(jf.path))
+            log.error("%s: invalid: %s", rec.id, rec.error)
+            return
         log.info("%s: accepted %s: %d model type(s), %d fits", rec.id, jf.path,
                  len(spec.models), spec.fits_total)
 
@@ -294,12 +327,22 @@ class Daemon:
             rate_fits, rate_time = done - start[0], rec.run_seconds - start[1]
             rec.eta_seconds = ((rec.fits_total - done) * rate_time / rate_fits
                                if rate_fits > 0 and rate_time > 0 else None)
+            rec.backend = ev.get("backend", rec.backend)
+            rec.cluster_workers = ev.get("cluster_workers")
+            if rec.cluster_workers is not None:
+                self._cluster_waits.pop(rec.id, None)  # connected: the next loss waits briefly
+        elif kind == "dispatching":
+            rec.first_task_at = rec.first_task_at or ev.get("at")
+        elif kind == "done":
+            rec.done_at = ev.get("at")
         elif kind == "invalid":
             rec.error = ev.get("error")
         elif kind == "failed":
             rec.error = ev.get("error")
         elif kind == "disk":
             rec.disk_error = ev.get("error")
+        elif kind == "cluster":
+            rec.error = ev.get("error")
         self._dirty.add(rec.id)
 
     def _count_fits(self, rec: JobRecord) -> None:
@@ -312,9 +355,11 @@ class Daemon:
         self._count_fits(rec)
         rec.paused_reason = None
         rec.last_exit = describe_exit(code)
+        rec.cluster_workers = None
         if code == EXIT_DONE and "done" in w.events_seen:
             rec.deaths = 0
             rec.to(S.DONE)
+            rec.finished_at = rec.done_at or rec.finished_at  # the worker's clock, not the tick
             log.info("%s: done: %d fits (%d computed)", rec.id, rec.fits_total, rec.fits_computed)
         elif code == EXIT_INVALID:
             rec.to(S.INVALID, rec.error or "invalid job (see the log)")
@@ -327,6 +372,12 @@ class Daemon:
             log.warning("%s: another process holds the job; retrying later", rec.id)
             rec.to(S.QUEUED)
             self.not_before[rec.id] = time.monotonic() + 10
+        elif code == EXIT_CLUSTER:  # not a death: the job waits for the cluster, results stay
+            n = self._cluster_waits[rec.id] = self._cluster_waits.get(rec.id, 0) + 1
+            delay = min(MAX_CLUSTER_WAIT, self.settings.restart_backoff * 2 ** (n - 1))
+            log.warning("%s: waiting for the Dask cluster; retrying in %.0fs", rec.id, delay)
+            rec.to(S.QUEUED, f"waiting for the Dask cluster: {rec.error or 'unreachable'}")
+            self.not_before[rec.id] = time.monotonic() + delay
         elif "failed" in w.events_seen and code == 1:
             rec.to(S.FAILED, rec.error)
         else:
@@ -357,10 +408,13 @@ class Daemon:
             log.info("resuming (was %s)", self.pause_reason)
         self.pause_reason = reason
         w = self.worker
+        self._show_pause_reason(reason, now)
         if w is None:
             return
         rec = self.records[w.job_id]
         if reason is not None and self.suspended_since is None:
+            if w.stop_reason is not None:
+                return  # it was told to flush and exit: stopping it again would hang it
             suspend_tree(w.pid)
             self.suspended_since = now
             rec.to(S.PAUSED)
@@ -375,9 +429,18 @@ class Daemon:
             log.info("%s: suspended for over %.0fs; stopping the worker to free its memory",
                      rec.id, self.settings.max_suspend)
             self._stop_worker("long pause")
-        if rec.paused_reason != reason:
-            rec.paused_reason = reason
-            self._dirty.add(rec.id)
+
+    def _show_pause_reason(self, reason: str | None, now: float) -> None:
+        """The reason goes to the job it holds back: the running one, else the next in line."""
+        if self.worker is not None:
+            target: str | None = self.worker.job_id
+        else:
+            target = next((r.id for r in self._runnable(now, ignore_backoff=True)), None)
+        for rec in self.records.values():
+            want = reason if rec.id == target else None
+            if rec.paused_reason != want:
+                rec.paused_reason = want
+                self._dirty.add(rec.id)
 
     # --- stopping --------------------------------------------------------------------------------
 
@@ -409,6 +472,7 @@ class Daemon:
                 _kill_tree(w.pid)
                 w.proc.wait(timeout=5)
             self._poll_worker(0.0)
+        self._show_pause_reason(None, time.monotonic())  # no daemon, nothing paused
         self._write_summaries()
         self.shutdown(0)
 

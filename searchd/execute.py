@@ -8,6 +8,7 @@ worker can checkpoint them while the others still run.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -57,5 +58,6 @@ def stream_local(template: Any, tasks: Iterable[Task], X: np.ndarray, y: np.ndar
     calls = (delayed(evaluate)(template, t.params, X, y, *splits[t.fold], scoring, t.i, t.fold)
              for t in tasks)
     parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered",
-                        pre_dispatch="2*n_jobs", initializer=guard.child_init)
+                        pre_dispatch="2*n_jobs", initializer=guard.child_init,
+                        initargs=(os.getpid(),))
     yield from parallel(calls)

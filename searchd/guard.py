@@ -29,17 +29,31 @@ PR_SET_PDEATHSIG = 1
 WATCH_INTERVAL = 0.25
 
 
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies; exit now if it already has."""
-    parent = os.getppid()
+SUPERVISOR_ENV = "SEARCHD_SUPERVISOR_PID"
+
+
+def _pdeathsig() -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the parent watch below still works
+    except (OSError, AttributeError):  # not Linux: the parent watch still works
         pass
-    _watch_parent(parent)
-    if os.getppid() != parent or parent == 1:
+
+
+def spawn_hook(parent: int) -> None:
+    """``preexec_fn`` for the worker (bind the supervisor's pid): between fork and exec,
+    ask for SIGKILL on the supervisor's death (it survives exec); go if it is gone."""
+    _pdeathsig()
+    if os.getppid() != parent:
         os._exit(1)
+
+
+def die_with_parent() -> None:
+    """In the worker: watch the supervisor too (a second line behind the death signal)."""
+    parent = int(os.environ.get(SUPERVISOR_ENV, "0")) or os.getppid()
+    if os.getppid() != parent:
+        os._exit(1)
+    _watch_parent(parent)
 
 
 def _watch_parent(parent: int) -> None:
@@ -52,9 +66,12 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def child_init() -> None:
-    """joblib/loky worker initializer: exit when the searchd worker is gone."""
-    _watch_parent(os.getppid())
+def child_init(parent: int) -> None:
+    """joblib/loky worker initializer: exit when the searchd worker ``parent`` is gone
+    (also when it died before this process got here)."""
+    if os.getppid() != parent:
+        os._exit(1)
+    _watch_parent(parent)
 
 
 def end_children(timeout: float = 2.0) -> None:

@@ -76,11 +76,18 @@ class JobRecord:
     deaths: int = 0
     last_exit: str | None = None
     started_at: float | None = None
+    #: when the worker first dispatched tasks (its own clock): the search proper began
+    first_task_at: float | None = None
     finished_at: float | None = None
+    #: when the worker reported the job done
+    done_at: float | None = None
     #: seconds the job's worker actually ran (paused time excluded), for the ETA
     run_seconds: float = 0.0
     eta_seconds: float | None = None
+    #: where the fits run: "local" (joblib) or "dask" (the daemon's Dask scheduler)
     backend: str = "local"
+    #: Dask workers the scheduler reported while the job ran (None: local, or not connected)
+    cluster_workers: int | None = None
     updated_at: float = 0.0
 
     def to(self, new: JobState, error: str | None = None) -> bool:

@@ -55,7 +55,8 @@ class Events:
     def send(self, event: str, **fields: Any) -> None:
         if self.fd is None:
             return
-        line = (json.dumps({"event": event, **fields}, default=_jsonable) + "\n").encode()
+        line = (json.dumps({"event": event, "at": time.time(), **fields},
+                           default=_jsonable) + "\n").encode()
         with self.lock:
             try:
                 os.write(self.fd, line)
@@ -81,6 +82,7 @@ class JobRun:
         self.events = events
         self.lock = threading.RLock()
         self.stop_requested = False
+        self.dispatched = False
         self.dirty = False
         self.last_flush = time.monotonic()
         self.flush_failures = 0
@@ -197,6 +199,9 @@ class JobRun:
             if self.n_jobs > 0 and n_jobs > 0:
                 n_jobs = min(n_jobs, self.n_jobs)
             tasks = (Task(i, f, built[i]) for i, f in pending)
+            if not self.dispatched:
+                self.dispatched = True
+                self.events.send("dispatching")  # the search proper starts now
             if self.cluster is not None:
                 outcomes = self.cluster.stream(template, tasks, X, y, self.splits, scoring)
             else:
@@ -255,6 +260,9 @@ class JobRun:
             for m in self.spec.models:
                 if self.models[m.name].state != DONE:
                     self.run_model(m.name, templates[m.name])
+        except SearchdError:  # expected (e.g. the Dask cluster went away): main reports it
+            self.flush()
+            raise
         except Exception:
             # e.g. a joblib worker was killed: keep every result so far, then die loudly
             log.exception("%s: worker failed; saving the results so far", self.job_id)
@@ -300,7 +308,11 @@ def main(argv: list[str] | None = None) -> int:
             clean_temp_files(job_dir)
             run = JobRun(job_dir, args.jobs, args.job, args.n_jobs, args.checkpoint_interval,
                          tuple(args.allow_module), args.max_candidates, events, args.dask)
-            return run.run()
+            code = run.run()
+        # Skip loky's leisurely teardown (~0.6 s): everything is flushed and reported.
+        logging.shutdown()
+        guard.end_children(timeout=1.0)
+        os._exit(code)
     except (JobSpecError, DataError) as e:
         events.send("invalid", error=str(e))
         log.error("%s: invalid: %s", args.job, e)

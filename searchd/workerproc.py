@@ -9,10 +9,11 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .guard import OWNER_ENV, owner_tag
+from .guard import OWNER_ENV, SUPERVISOR_ENV, owner_tag, spawn_hook
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,16 @@ class WorkerProc:
                "--log-level", settings.log_level, "--events-fd", str(w)]
         for m in settings.allow_modules:
             cmd += ["--allow-module", m]
+        if settings.dask_scheduler:
+            cmd += ["--dask", settings.dask_scheduler]
         env = {**os.environ, OWNER_ENV: owner_tag(settings.state_dir),
-               "SEARCHD_LOG_FORMAT": log_format}
+               SUPERVISOR_ENV: str(os.getpid()), "SEARCHD_LOG_FORMAT": log_format}
         try:
             # Own session: a terminal's Ctrl-C reaches the supervisor only, which stops
             # the worker warmly. The worker dies with the supervisor (PDEATHSIG).
             self.proc = subprocess.Popen(cmd, pass_fds=(w,), env=env, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+                                         start_new_session=True,
+                                         preexec_fn=partial(spawn_hook, os.getpid()))
         finally:
             os.close(w)
         self.fd = r
