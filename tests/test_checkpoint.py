@@ -225,3 +225,56 @@ def test_the_supervisor_never_imports_scikit_learn() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _tampered(kind: str, good: bytes, env: Env, marker: Path) -> bytes:
+    """A results checkpoint spoiled in one of the ways an attacker or a bad disk would."""
+    if kind == "flipped byte":
+        b = bytearray(good)
+        b[len(b) // 2] ^= 0x01
+        return bytes(b)
+    if kind == "truncated":
+        return good[: len(good) - 100]
+    if kind == "zero-length":
+        return b""
+    if kind == "unsigned pickle":
+        return pickle.dumps({"models": {}, "splits": []})
+    if kind == "another key":
+        return dumps(os.urandom(32), "small/results", {"models": {}})
+    if kind == "planted pickle":
+        return planted_bytes(marker)
+    raise AssertionError(kind)
+
+
+TAMPER_KINDS = ["flipped byte", "truncated", "zero-length", "unsigned pickle", "another key",
+                "another state directory", "planted pickle"]
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("kind", TAMPER_KINDS)
+def test_a_tampered_checkpoint_is_quarantined_and_the_job_resumes(env: Env, kind: str,
+                                                                 tmp_path: Path) -> None:
+    env.write_job("small.toml", SMALL_JOB)
+    assert env.cli("run", "--drain", timeout=120).returncode == 0
+    job = env.state / "small"
+    marker = env.root / "pwned"
+    target = job / "results.ckpt"
+    if kind == "another state directory":
+        # the same job run under another state directory (another key): copied over
+        other = Env(tmp_path / "o", env.jobs, tmp_path / "o" / "state")
+        other.root.mkdir()
+        assert other.cli("run", "--drain", timeout=120).returncode == 0
+        target.write_bytes((other.state / "small" / "results.ckpt").read_bytes())
+    else:
+        target.write_bytes(_tampered(kind, target.read_bytes(), env, marker))
+    v = env.cli("verify")
+    assert v.returncode != 0 and f"BAD {target}" in v.stdout, v.stdout
+    (job / "summary.json").unlink()  # make the daemon take the job up again
+    run = env.cli("run", "--drain", timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert not marker.exists()
+    [reason] = list((job / "quarantine").glob("results.ckpt.*.reason"))
+    assert reason.read_text().strip()
+    assert "resumed" in run.stderr  # from the previous generation, not from scratch
+    assert env.cli("verify").returncode == 0
+    assert env.summary("small")["state"] == "done"

@@ -1,0 +1,1 @@
+"""Benchmarks for searchd (not part of the installed package)."""
