@@ -123,6 +123,7 @@ def status_json(rec: JobRecord) -> dict[str, Any]:
         "paused_reason": rec.paused_reason, "disk_error": rec.disk_error,
         "eta_seconds": rec.eta_seconds, "file_changed": rec.file_changed,
         "file_removed": rec.file_removed, "backend": rec.backend,
+        "cluster_workers": rec.cluster_workers,
         "models": {n: {k: m.get(k) for k in ("state", "fits_done", "fits_total", "best_score",
                                              "best_params", "test_score")}
                    for n, m in rec.models.items()},
@@ -143,6 +144,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             line += f"  ETA {_fmt_seconds(r.eta_seconds)}"
         print(line)
         notes = []
+        if r.backend == "dask" and r.state not in (JobState.DONE, JobState.INVALID):
+            workers = "not connected" if r.cluster_workers is None else \
+                f"{r.cluster_workers} cluster worker(s)"
+            notes.append(f"backend: dask, {workers}")
         if r.paused_reason:
             notes.append(f"paused: {r.paused_reason}")
         if r.disk_error:

@@ -1,0 +1,221 @@
+"""Evaluating a job's (candidate, fold) tasks on a Dask cluster.
+
+The worker process connects to the scheduler as a client, scatters the training
+data and the CV splits to every Dask worker once per job, submits one future per
+(candidate, fold) with at most ``2 × the cluster's threads`` outstanding (so a
+stop or a kill loses little), and yields each outcome as it completes
+(``distributed.as_completed``). Checkpoints never leave the worker's machine.
+
+Importing this module is cheap (``distributed`` is imported on first use), so the
+supervisor can check the extra is installed without paying for it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import JobSpecError, SearchdError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .execute import Outcome, Task
+    from .plan import Scoring
+
+log = logging.getLogger(__name__)
+
+EXTRA_HINT = "pip install 'searchd[dask]'"
+#: part of the reason given to a job that asks for a cluster the daemon does not have
+NO_SCHEDULER = "asks for a Dask cluster (backend = \"dask\") but the daemon has none"
+#: seconds between two refreshes of the cluster's worker and thread counts
+INFO_INTERVAL = 2.0
+
+
+class DaskMissingError(SearchdError):
+    """``dask[distributed]`` cannot be imported."""
+
+    exit_code = 2
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or f"the Dask backend needs dask[distributed]: {EXTRA_HINT}")
+
+
+class ClusterUnavailableError(SearchdError):
+    """The scheduler cannot be reached or the connection was lost: wait and retry."""
+
+
+class ClusterTaskError(SearchdError):
+    """A task failed on the cluster for a reason other than its fit (environment, crashes)."""
+
+
+def missing_extra() -> str | None:
+    """The error message when ``distributed`` is not importable, else None (imports nothing)."""
+    try:
+        found = importlib.util.find_spec("distributed") is not None
+    except (ImportError, ValueError):
+        found = False
+    return None if found else str(DaskMissingError())
+
+
+def no_scheduler_message(path: Path | str) -> str:
+    return (f"{path}: search.backend: the job {NO_SCHEDULER}; start the daemon with "
+            f"--dask ADDRESS (or dask_scheduler in its config file)")
+
+
+def cluster_address(backend: str, address: str | None, path: Path | str) -> str | None:
+    """The scheduler a job runs on: every job uses the daemon's scheduler when it has one.
+
+    A job that asks for ``backend = "dask"`` while the daemon has no scheduler is invalid.
+    """
+    if not address and backend == "dask":
+        raise JobSpecError(no_scheduler_message(path))
+    return address or None
+
+
+def _evaluate_fold(template: Any, params: dict[str, Any], X: np.ndarray, y: np.ndarray,
+                   splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring, i: int,
+                   fold: int) -> Outcome:
+    """Runs on a Dask worker: one task, with the data and splits it already holds."""
+    from .execute import evaluate
+    train, test = splits[fold]
+    return evaluate(template, params, X, y, train, test, scoring, i, fold)
+
+
+class DaskCluster:
+    """One job's connection to a Dask scheduler; connects on first use."""
+
+    def __init__(self, address: str, job_id: str) -> None:
+        self.address, self.job_id = address, job_id
+        self.client: Any = None
+        #: workers and threads the scheduler last reported (None until connected)
+        self.workers: int | None = None
+        self.threads = 0
+        self._info_at = 0.0
+        self._data: tuple[Any, ...] | None = None
+        self._data_of: tuple[int, ...] = ()
+
+    def connect(self) -> None:
+        if self.client is not None:
+            return
+        try:
+            import dask
+            from distributed import Client
+        except ImportError as e:
+            raise DaskMissingError(f"the Dask backend needs dask[distributed]: {EXTRA_HINT} "
+                                   f"({e})") from None
+        timeout = dask.config.get("distributed.comm.timeouts.connect")
+        try:
+            self.client = Client(self.address, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError) as e:
+            raise ClusterUnavailableError(
+                f"cannot reach the Dask scheduler at {self.address}: "
+                f"{_one_line(e)}") from None
+        self.refresh(force=True)
+        log.info("%s: connected to the Dask scheduler at %s: %d worker(s), %d thread(s)",
+                 self.job_id, self.address, self.workers or 0, self.threads)
+
+    def refresh(self, force: bool = False) -> None:
+        """Update the worker and thread counts (a round trip, so at most every 2 s)."""
+        now = time.monotonic()
+        if not force and now - self._info_at < INFO_INTERVAL:
+            return
+        self._info_at = now
+        try:
+            info = self.client.scheduler_info(n_workers=0)
+        except (OSError, TimeoutError) as e:
+            raise self._lost(e) from None
+        self.workers, self.threads = int(info["n_workers"]), int(info["total_threads"])
+
+    def _lost(self, e: BaseException | str) -> ClusterUnavailableError:
+        return ClusterUnavailableError(f"lost the Dask scheduler at {self.address}: "
+                                       f"{_one_line(e)}")
+
+    def _scatter(self, X: np.ndarray, y: np.ndarray,
+                 splits: list[tuple[np.ndarray, np.ndarray]]) -> tuple[Any, ...]:
+        """The job's data on every worker, sent once per job (not once per task)."""
+        ids = (id(X), id(y), id(splits))
+        if self._data is None or self._data_of != ids:
+            start = time.monotonic()
+            try:
+                self._data = tuple(self.client.scatter(v, broadcast=True, hash=False)
+                                   for v in (X, y, splits))
+            except (OSError, TimeoutError) as e:
+                raise self._lost(e) from None
+            self._data_of = ids
+            log.info("%s: data scattered to %d Dask worker(s) in %.2fs (%.1f MB)", self.job_id,
+                     self.workers or 0, time.monotonic() - start, (X.nbytes + y.nbytes) / 1e6)
+        return self._data
+
+    def stream(self, template: Any, tasks: Iterable[Task], X: np.ndarray, y: np.ndarray,
+               splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring
+               ) -> Iterator[Outcome]:
+        """Submit tasks to the cluster, a bounded number at a time; yield as each finishes."""
+        self.connect()  # first: it turns a missing extra into a clear error
+        from distributed import as_completed
+
+        client = self.client
+        Xf, yf, sf = self._scatter(X, y, splits)
+        try:
+            tf, scf = client.scatter([template, scoring], broadcast=True, hash=False)
+        except (OSError, TimeoutError) as e:
+            raise self._lost(e) from None
+        pending = iter(tasks)
+        done = as_completed(loop=client.loop, with_results=True, raise_errors=False)
+        outstanding = 0
+
+        def submit_more() -> None:
+            nonlocal outstanding
+            while outstanding < max(2, 2 * self.threads):
+                t = next(pending, None)
+                if t is None:
+                    return
+                # a unique key: the same task resubmitted after a restart is new work
+                done.add(client.submit(_evaluate_fold, tf, t.params, Xf, yf, sf, scf, t.i,
+                                       t.fold, key=f"searchd-eval-{uuid.uuid4().hex}"))
+                outstanding += 1
+
+        submit_more()
+        for future, result in done:
+            outstanding -= 1
+            status = future.status
+            del future  # releases the task's result on the cluster
+            if status == "cancelled":  # the client cancels everything when it loses the scheduler
+                raise self._lost(getattr(result, "reason", None) or "tasks cancelled")
+            if status != "finished":  # result is (type, exception, traceback)
+                raise self._failed(result[1] if isinstance(result, tuple) else result)
+            yield result
+            self.refresh()
+            submit_more()
+
+    def _failed(self, e: BaseException) -> ClusterTaskError:
+        name = type(e).__name__
+        if name == "KilledWorker":
+            return ClusterTaskError(f"a task killed {self.address}'s workers repeatedly "
+                                    f"(out of memory or a crash?): {_one_line(e)}")
+        return ClusterTaskError(
+            f"a task failed on the Dask cluster at {self.address}: {name}: {_one_line(e)} "
+            "(every Dask worker needs searchd and the same scikit-learn and numpy)")
+
+    def close(self) -> None:
+        if self.client is None:
+            return
+        try:
+            self.client.close(timeout=5)
+        except (OSError, TimeoutError) as e:
+            log.debug("%s: closing the Dask client: %s", self.job_id, e)
+        self.client = None
+
+
+def _one_line(e: BaseException | str) -> str:
+    text = str(e).strip() or type(e).__name__
+    return " ".join(text.split())
+
+
+__all__ = ["ClusterTaskError", "ClusterUnavailableError", "DaskCluster", "DaskMissingError",
+           "cluster_address", "missing_extra", "no_scheduler_message"]
