@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import read_results
 from .errors import CheckpointError, NotFoundError
 from .results import DONE, ModelResults
 from .store import CheckpointStore, load_key
-
-RESULTS = "results"
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,16 @@ def read_checkpoint(store: CheckpointStore, name: str) -> Any:
     return data
 
 
+def read_job_results(store: CheckpointStore) -> dict[str, Any]:
+    """The job's verified results checkpoint (base and deltas); errors if there is none."""
+    data, refused = read_results(store)
+    if data is None:
+        if refused:
+            raise CheckpointError(f"{refused[0].path}: {refused[0].reason}")
+        raise NotFoundError(f"job {store.job_id}: no results checkpoint yet")
+    return data
+
+
 def load_results(job_id: str, state_dir: str | Path = "state",
                  with_estimators: bool = True) -> JobResults:
     """The verified results of a job, per model type, in GridSearchCV's terms.
@@ -76,7 +85,7 @@ def load_results(job_id: str, state_dir: str | Path = "state",
     fails raises :class:`~searchd.errors.CheckpointError` and is never loaded.
     """
     store = job_store(Path(state_dir), job_id)
-    data = read_checkpoint(store, RESULTS)
+    data = read_job_results(store)
     models: dict[str, ModelSearch] = {}
     for name, res in data["models"].items():
         res_: ModelResults = res

@@ -6,7 +6,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from .access import job_store, read_checkpoint
+from .access import job_store, read_checkpoint, read_job_results
 from .errors import NotFoundError, SearchdError
 from .results import DONE
 from .store import atomic_write
@@ -17,7 +17,7 @@ FORMATS = ("pickle", "joblib", "skops")
 def best_model(state_dir: Path, job_id: str, model: str | None) -> tuple[str, Any]:
     """(model type, fitted estimator): of ``model``, or of the best finished type."""
     store = job_store(state_dir, job_id)
-    results = read_checkpoint(store, "results")["models"]
+    results = read_job_results(store)["models"]
     if model is not None:
         if model not in results:
             raise NotFoundError(f"job {job_id} has no model type {model!r} "

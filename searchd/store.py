@@ -225,6 +225,17 @@ class CheckpointStore:
             self._trusted.add(name)
         return len(blob)
 
+    def write_once(self, name: str, obj: Any) -> int:
+        """Sign and write a file that is never rewritten (no previous generation)."""
+        blob = dumps(self.key, self.context(name), obj)
+        with self.lock:
+            atomic_write(self.path(name), blob)
+        return len(blob)
+
+    def remove(self, name: str) -> None:
+        with self.lock:
+            self.path(name).unlink(missing_ok=True)
+
     def _rotatable(self, name: str, cur: Path) -> bool:
         """Only a good file may become the previous generation; a bad one is moved aside."""
         if name in self._trusted:

@@ -27,6 +27,8 @@ import numpy as np
 from sklearn.base import clone
 
 from . import guard
+from .checkpoint import BASE as RESULTS
+from .checkpoint import ResultsCheckpoint, read_results
 from .dask_backend import ClusterUnavailableError, DaskCluster, cluster_address
 from .data import Dataset, load_dataset
 from .errors import CheckpointError, DataError, JobSpecError, SearchdError, StateLockedError
@@ -41,7 +43,6 @@ log = logging.getLogger("searchd.worker")
 
 EXIT_DONE, EXIT_INVALID, EXIT_LOCKED, EXIT_STOPPED = 0, 3, 5, 10
 EXIT_CLUSTER = 6  # the Dask scheduler is unreachable or was lost: the job waits
-RESULTS = "results"
 FITS_LOG = "fits.log"
 
 
@@ -87,6 +88,7 @@ class JobRun:
         self.last_flush = time.monotonic()
         self.flush_failures = 0
         self.store = CheckpointStore(job_dir, load_key(job_dir.parent), job_id)
+        self.ckpt = ResultsCheckpoint(self.store)
         self.spec = frozen_spec(job_dir, jobs_dir, job_id, max_candidates)
         address = cluster_address(self.spec.search.backend, dask, self.spec.path)
         self.cluster = DaskCluster(address, job_id) if address else None
@@ -109,7 +111,7 @@ class JobRun:
             if not (self.dirty or force):
                 return True
             try:
-                self.store.write(RESULTS, self.snapshot())
+                self.ckpt.flush(self.snapshot, compact=force)
             except OSError as e:
                 self.flush_failures += 1
                 reason = f"{errno.errorcode.get(e.errno or 0, 'error')}: {e.strerror or e}"
@@ -159,7 +161,7 @@ class JobRun:
         templates = {m.name: check_model(self.spec, m, self.allow) for m in self.spec.models}
         classification = is_classification(self.spec, self.allow)
         self.data = load_dataset(self.spec, classification)
-        old, refused = self.store.read(RESULTS, quarantine=True)
+        old, refused = read_results(self.store, quarantine=True)
         if old is not None and old.get("data_digest") != self.data.digest:
             log.warning("%s: the data changed since the checkpoint; starting over (the old "
                         "checkpoint is kept aside)", self.job_id)
@@ -209,6 +211,7 @@ class JobRun:
             for i, f, scores, fit_time, score_time, error in outcomes:
                 with self.lock:
                     res.record(i, f, scores, fit_time, score_time, error)
+                    self.ckpt.note((name, res.keys[i], f, scores, fit_time, score_time, error))
                     self.dirty = True
                 os.write(self.fits_fd, b".")
                 if error is not None:
