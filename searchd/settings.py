@@ -33,7 +33,7 @@ class Settings:
     allow_modules: tuple[str, ...] = ()
     log_level: str = "INFO"
     #: seconds between two scans of the jobs directory
-    scan_interval: float = 2.0
+    scan_interval: float = 1.0
     #: worker deaths in a row before a job is marked failed
     max_worker_deaths: int = 3
     #: base of the exponential backoff between worker restarts, seconds

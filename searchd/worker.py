@@ -144,6 +144,7 @@ class JobRun:
                 log.info("%s: stopping: flushing the checkpoint", self.job_id)
                 self.flush()
                 guard.end_children()
+                self.progress()  # the figures as flushed, for the supervisor's summary
                 self.events.send("stopped")
                 os._exit(EXIT_STOPPED)
             backoff = min(60.0, self.interval * 2 ** self.flush_failures)
@@ -267,6 +268,9 @@ class JobRun:
             self.flush()
             raise
         except Exception:
+            if self.stop_requested:
+                # the control thread is ending the pool and exits for us (EXIT_STOPPED)
+                threading.Event().wait()
             # e.g. a joblib worker was killed: keep every result so far, then die loudly
             log.exception("%s: worker failed; saving the results so far", self.job_id)
             self.flush()
