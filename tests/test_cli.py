@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 import os
 import signal
+import time
 
 import pytest
 from conftest import Env, fits_logged
