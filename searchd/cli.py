@@ -128,7 +128,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     fmt = setup_logging(settings.log_level)
     if not settings.jobs_dir.is_dir():
         raise SettingsError(f"{settings.jobs_dir}: jobs directory not found")
-    return Daemon(settings, drain=args.drain, log_format=fmt).run()
+    return Daemon(settings, drain=args.drain, log_format=fmt,
+                  reload=lambda: settings_for(args, **flags)).run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

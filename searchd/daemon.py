@@ -9,12 +9,13 @@ writes summaries and pings systemd. Signal handlers only set flags.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -27,7 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from . import guard
 from .dask_backend import NO_SCHEDULER, missing_extra, no_scheduler_message
-from .errors import JobSpecError, SettingsError
+from .errors import JobSpecError, SearchdError, SettingsError
 from .idle import IdleGate, LoadSample, LoadSampler, resume_tree, suspend_tree
 from .jobfiles import JobFile, freeze, frozen_path, scan
 from .jobstate import ACTIVE, JobRecord, JobState, all_summaries, write_summary
@@ -47,6 +48,8 @@ PAUSE_FILE = "pause.json"
 CANCEL_FILE = "cancel.request"
 WARM_STOP_SECONDS = 8.0
 WATCH_SECONDS = 0.2
+IDLE_SETTINGS = frozenset({"max_load", "pause_after", "resume_after", "min_free_memory",
+                           "ignore_load", "run_window"})
 
 
 def read_operator_pause(state_dir: Path) -> float | None:
@@ -78,8 +81,11 @@ def read_operator_pause(state_dir: Path) -> float | None:
 
 class Daemon:
     def __init__(self, settings: Settings, drain: bool = False,
-                 sampler: LoadSampler | None = None, log_format: str = "%(message)s") -> None:
+                 sampler: LoadSampler | None = None, log_format: str = "%(message)s",
+                 reload: Callable[[], Settings] | None = None) -> None:
         self.settings = settings
+        #: re-reads the config file (and re-applies the flags) on SIGHUP
+        self._reload = reload
         self.drain = drain
         self.log_format = log_format
         self.records: dict[str, JobRecord] = {}
@@ -147,6 +153,9 @@ class Daemon:
             self.notifier.ready()
             log.info("searchd started: jobs %s, state %s", self.settings.jobs_dir,
                      self.settings.state_dir)
+            log.info("settings: %s", ", ".join(
+                f"{f.name}={getattr(self.settings, f.name)!r}"
+                for f in dataclasses.fields(Settings)))
             sched = BlockingScheduler(executors={"default": DebugExecutor()},
                                       job_defaults={"coalesce": True, "max_instances": 1,
                                                     "misfire_grace_time": None})
@@ -171,7 +180,9 @@ class Daemon:
         self.tick()
 
     def _watch_job(self) -> None:
-        """Between ticks: act at once on a worker's exit or a stop signal (one waitpid)."""
+        """Between ticks: act at once on a worker's exit or a stop signal (one waitpid),
+        and ping the systemd watchdog on time (from this loop: a stuck loop stops pinging)."""
+        self.notifier.maybe_watchdog(time.monotonic())
         if self.stop_signals or (self.worker is not None and self.worker.poll() is not None):
             self.tick()
 
@@ -181,6 +192,43 @@ class Daemon:
             self.scheduler.shutdown(wait=False)
         self.scheduler = None
 
+    # --- SIGHUP ------------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Re-read the configuration without touching the running job.
+
+        Idle settings apply at once; n_jobs, checkpoint_interval, allow_modules and
+        max_candidates apply from the next worker start; the directories need a restart.
+        """
+        if self._reload is None:
+            log.info("SIGHUP: no configuration file to reload")
+            return
+        try:
+            new = self._reload()
+        except SearchdError as e:
+            log.error("SIGHUP: keeping the running configuration: %s", e)
+            return
+        old = self.settings
+        for name in ("state_dir", "jobs_dir"):
+            if getattr(new, name) != getattr(old, name):
+                log.warning("SIGHUP: %s changes only at a restart (keeping %s)", name,
+                            getattr(old, name))
+        new = dataclasses.replace(new, state_dir=old.state_dir, jobs_dir=old.jobs_dir)
+        changed = [f.name for f in dataclasses.fields(Settings)
+                   if getattr(new, f.name) != getattr(old, f.name)]
+        if set(changed) & IDLE_SETTINGS:
+            self.gate = IdleGate.from_settings(new)
+        self.settings = new
+        if self.scheduler is not None:
+            if "scan_interval" in changed:
+                self.scheduler.reschedule_job("scan", trigger=IntervalTrigger(
+                    seconds=new.scan_interval))
+            if "sample_interval" in changed:
+                self.scheduler.reschedule_job("tick", trigger=IntervalTrigger(
+                    seconds=min(new.sample_interval, 1.0)))
+        log.info("SIGHUP: configuration reloaded; changed: %s",
+                 ", ".join(f"{n}={getattr(new, n)!r}" for n in changed) or "nothing")
+
     # --- scan ------------------------------------------------------------------------------------
 
     def scan(self) -> None:
@@ -188,7 +236,7 @@ class Daemon:
         files, rejected = scan(self.settings.jobs_dir)
         for path, reason in rejected:
             if (path, reason) not in self._rejected:  # once, not at every scan
-                log.error("%s: %s", path, reason)
+                log.warning("%s: %s", path, reason)
         self._rejected = set(rejected)
         for jid, jf in files.items():
             rec = self.records.get(jid)
@@ -225,6 +273,8 @@ class Daemon:
         rec.source, rec.mtime, rec.spec_digest = str(jf.path), jf.mtime, jf.digest
         self._dirty.add(rec.id)
         try:
+            if jf.error is not None:  # a symlink, not a regular file, too large, unreadable
+                raise JobSpecError(jf.error)
             spec = parse_job(jf.raw, jf.path, self.settings.max_candidates)
         except JobSpecError as e:
             rec.to(S.INVALID, str(e))
@@ -261,7 +311,7 @@ class Daemon:
             return
         if self.reload_requested:
             self.reload_requested = False
-            log.info("SIGHUP: configuration reload is applied at the next restart")
+            self.reload()
         self._poll_worker(elapsed)
         self._apply_gate(now)
         if self.worker is None and self.pause_reason is None:

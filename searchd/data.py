@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
+import stat
+import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,9 +19,13 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError
-from .spec import JobSpec
+from .spec import JobSpec, clip
 
 BUNDLED = ("iris", "digits", "wine", "breast_cancer", "diabetes", "linnerud")
+#: longest CSV line read (a binary file or a device has lines of any length)
+MAX_CSV_LINE = 16 << 20
+#: longest path shown in an error message
+PATH_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,7 @@ class Dataset:
 
 def load_dataset(job: JobSpec, classification: bool) -> Dataset:
     X, y = load_xy(job)
+    kind = _check_labels(job, y) if classification else None
     X_test = y_test = None
     if job.data.test_size is not None:
         from sklearn.model_selection import train_test_split
@@ -43,12 +53,37 @@ def load_dataset(job: JobSpec, classification: bool) -> Dataset:
         if len(X) < job.search.folds:  # load_xy checked all rows; the folds see fewer
             raise DataError(f"{job.path}: data.test_size: {len(X)} training samples are fewer "
                             f"than the {job.search.folds} folds")
+    if kind in ("binary", "multiclass"):  # the splits will be stratified
+        _, counts = np.unique(y, return_counts=True)
+        if np.all(counts < job.search.folds):  # StratifiedKFold refuses to split then
+            raise DataError(f"{job.path}: data.source: every class has fewer training samples "
+                            f"(at most {counts.max()}) than the {job.search.folds} folds")
     h = hashlib.sha256()
     for a in (X, y, X_test, y_test):
         if a is not None:
             h.update(np.ascontiguousarray(a).tobytes())
             h.update(str(a.shape).encode())
     return Dataset(X, y, X_test, y_test, h.hexdigest())
+
+
+def _check_labels(job: JobSpec, y: np.ndarray) -> str:
+    """Classifiers need class labels: on continuous y every fit fails, and the stratified
+    splits refuse it before the first one. Returns the kind of target."""
+    from sklearn.utils.multiclass import type_of_target
+    try:
+        kind = type_of_target(y)
+    except ValueError as e:  # NaN or inf among the labels, ...
+        raise DataError(f"{job.path}: data.source: y: {clip(str(e), 300)}") from None
+    if kind.startswith("continuous"):
+        raise DataError(f"{job.path}: data.source: y holds continuous values, but "
+                        f"models.{job.models[0].name} is a classifier (use a regressor, or "
+                        "class labels)")
+    if kind not in ("binary", "multiclass"):
+        # plan.splits stratifies for every classifier, and StratifiedKFold takes only
+        # these; until it falls back to KFold as check_cv does, refuse rather than crash
+        raise DataError(f"{job.path}: data.source: y is {kind}; searchd's stratified splits "
+                        "take binary or multiclass labels only")
+    return str(kind)
 
 
 def load_xy(job: JobSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -58,9 +93,13 @@ def load_xy(job: JobSpec) -> tuple[np.ndarray, np.ndarray]:
         X, y = _sklearn(rest, dict(job.data.params), where)
     elif kind == "csv":
         assert job.data.target is not None  # the spec insists on it
-        X, y = _csv(_path(job, rest), job.data.target, where)
+        X, y = _csv(_path(job, rest, where), job.data.target, where)
     else:
-        X, y = _npz(_path(job, rest), where)
+        X, y = _npz(_path(job, rest, where), where)
+    # make_* generators may return sparse matrices, npz files anything: the fits need arrays
+    if X.ndim != 2 or y.ndim not in (1, 2) or X.dtype == object or y.dtype == object:
+        raise DataError(f"{where}: X must be a 2-D and y a 1-D or 2-D array of values, got "
+                        f"shapes {X.shape} and {y.shape} ({X.dtype}, {y.dtype})")
     if len(X) != len(y):
         raise DataError(f"{where}: X has {len(X)} rows but y has {len(y)}")
     if len(X) < job.search.folds:
@@ -68,9 +107,35 @@ def load_xy(job: JobSpec) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def _path(job: JobSpec, rest: str) -> Path:
-    p = Path(rest).expanduser()
+def _path(job: JobSpec, rest: str, where: str) -> Path:
+    try:
+        p = Path(rest).expanduser()
+    except RuntimeError:  # ~user of no such user
+        raise DataError(f"{where}: {clip(rest, PATH_CHARS)}: no such home folder") from None
     return p if p.is_absolute() else job.data.base_dir / p
+
+
+def _open(path: Path, where: str) -> int:
+    """A file descriptor on the regular file ``path``; anything else is a DataError.
+
+    A FIFO would block the worker for ever and a device (``/dev/zero``) never ends, so
+    both are refused by looking at the opened file (``O_NONBLOCK`` keeps the open
+    itself from blocking).
+    """
+    shown = clip(str(path), PATH_CHARS)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise DataError(f"{where}: {shown}: {e.strerror or e}") from None
+    except ValueError:  # an embedded NUL
+        raise DataError(f"{where}: {shown}: not a usable path") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        what = "Is a directory" if stat.S_ISDIR(st.st_mode) else \
+            "not a regular file (a FIFO, device or socket)"
+        raise DataError(f"{where}: {shown}: {what}")
+    return fd
 
 
 def _sklearn(name: str, params: dict[str, Any], where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -83,36 +148,58 @@ def _sklearn(name: str, params: dict[str, Any], where: str) -> tuple[np.ndarray,
     if name.startswith("make_") and name.isidentifier() and hasattr(ds, name):
         try:
             out = getattr(ds, name)(**params)
-        except (TypeError, ValueError) as e:
-            raise DataError(f"{where}: sklearn:{name}: {e}") from None
+        except (TypeError, ValueError, OverflowError) as e:
+            raise DataError(f"{where}: sklearn:{name}: {clip(str(e), 400)}") from None
+        except MemoryError:
+            raise DataError(f"{where}: sklearn:{name}: the data would not fit in memory "
+                            f"({clip(repr(params), 400)})") from None
         if not isinstance(out, tuple) or len(out) < 2:
             raise DataError(f"{where}: sklearn:{name} does not return (X, y)")
         return np.asarray(out[0]), np.asarray(out[1])
-    raise DataError(f"{where}: unknown dataset sklearn:{name} (bundled: {', '.join(BUNDLED)}; "
-                    "or a sklearn.datasets make_* generator)")
+    raise DataError(f"{where}: unknown dataset sklearn:{clip(name)} (bundled: "
+                    f"{', '.join(BUNDLED)}; or a sklearn.datasets make_* generator)")
+
+
+def _lines(f: Any, path: str, where: str) -> Iterator[str]:
+    """The file's lines, refusing one longer than MAX_CSV_LINE (a binary file has none)."""
+    while line := f.readline(MAX_CSV_LINE):
+        if len(line) == MAX_CSV_LINE and not line.endswith("\n"):
+            raise DataError(f"{where}: {path}: a line is longer than {MAX_CSV_LINE:,} "
+                            "characters; not a CSV file?")
+        yield line
 
 
 def _csv(path: Path, target: str, where: str) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-    except OSError as e:
-        raise DataError(f"{where}: {path}: {e.strerror}") from None
+    shown = clip(str(path), PATH_CHARS)
+    with open(_open(path, where), newline="", encoding="utf-8-sig") as f:
+        try:
+            rows = list(csv.reader(_lines(f, shown, where)))
+        except UnicodeDecodeError as e:
+            raise DataError(f"{where}: {shown}: not UTF-8 text (byte {e.start}); "
+                            "not a CSV file?") from None
+        except csv.Error as e:  # NUL bytes, a field past csv.field_size_limit()
+            raise DataError(f"{where}: {shown}: not a CSV file: {e}") from None
+        except OSError as e:
+            raise DataError(f"{where}: {shown}: {e.strerror or e}") from None
+        except MemoryError:
+            raise DataError(f"{where}: {shown}: too large for memory") from None
     if not rows:
-        raise DataError(f"{where}: {path} is empty")
+        raise DataError(f"{where}: {shown} is empty")
     # Blank lines (a trailing newline too many) are no samples.
     header, body = rows[0], [r for r in rows[1:] if r]
     for n, r in enumerate(rows[1:], start=2):
         if r and len(r) != len(header):
-            raise DataError(f"{where}: {path}: a row has {len(r)} fields, the header "
-                            f"{len(header)} (row {n}: {','.join(r)})")
+            raise DataError(f"{where}: {shown}: a row has {len(r)} fields, the header "
+                            f"{len(header)} (row {n}: {clip(','.join(r))})")
     if target not in header:
-        raise DataError(f"{where}: {path}: no column {target!r} (columns: {', '.join(header)})")
+        raise DataError(f"{where}: {shown}: no column {clip(repr(target))} (columns: "
+                        f"{clip(', '.join(header), 400)})")
     t = header.index(target)
     try:
         X = np.array([[float(v) for i, v in enumerate(r) if i != t] for r in body])
     except ValueError as e:
-        raise DataError(f"{where}: {path}: feature columns must be numeric: {e}") from None
+        raise DataError(f"{where}: {shown}: feature columns must be numeric: "
+                        f"{clip(str(e))}") from None
     y_raw = [r[t] for r in body]
     try:
         y: np.ndarray = np.array([float(v) for v in y_raw])
@@ -124,20 +211,27 @@ def _csv(path: Path, target: str, where: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _npz(path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy file: one bare array
-            raise DataError(f"{where}: {path} is not an .npz archive of arrays X and y")
-        with loaded as f:
-            if "X" not in f or "y" not in f:
-                raise DataError(f"{where}: {path} must hold arrays named X and y "
-                                f"(has {', '.join(f.files)})")
-            X, y = f["X"], f["y"]
-    except OSError as e:
-        raise DataError(f"{where}: {path}: {e.strerror or e}") from None
-    except ValueError as e:  # e.g. object arrays: refused, they would need pickle
-        raise DataError(f"{where}: {path}: {e}") from None
+    shown = clip(str(path), PATH_CHARS)
+    with open(_open(path, where), "rb") as fh:
+        try:
+            loaded = np.load(fh, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy file: one bare array
+                raise DataError(f"{where}: {shown} is not an .npz archive of arrays X and y")
+            with loaded as f:
+                if "X" not in f or "y" not in f:
+                    raise DataError(f"{where}: {shown} must hold arrays named X and y "
+                                    f"(has {clip(', '.join(f.files))})")
+                X, y = f["X"], f["y"]
+        except OSError as e:
+            raise DataError(f"{where}: {shown}: {e.strerror or e}") from None
+        except ValueError as e:  # e.g. object arrays: refused, they would need pickle
+            raise DataError(f"{where}: {shown}: {clip(str(e), 400)}") from None
+        except (EOFError, zipfile.BadZipFile, zlib.error) as e:  # empty, truncated, corrupt
+            raise DataError(f"{where}: {shown}: not a readable .npz file: "
+                            f"{clip(str(e) or type(e).__name__)}") from None
+        except MemoryError:
+            raise DataError(f"{where}: {shown}: too large for memory") from None
     if X.ndim != 2 or y.ndim not in (1, 2):
-        raise DataError(f"{where}: {path}: X must be 2-D and y 1-D or 2-D, got shapes "
+        raise DataError(f"{where}: {shown}: X must be 2-D and y 1-D or 2-D, got shapes "
                         f"{X.shape} and {y.shape}")
     return X, y

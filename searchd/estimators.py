@@ -15,11 +15,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sklearn.base import BaseEstimator, clone
+from sklearn.metrics import get_scorer_names
 from sklearn.pipeline import Pipeline
 from sklearn.utils import all_estimators
 
 from .errors import JobSpecError
-from .spec import JobSpec, ModelSpec, Value
+from .spec import JobSpec, ModelSpec, Value, clip
 
 MODEL_STEP = "model"
 
@@ -37,16 +38,17 @@ def _public_classes() -> frozenset[type]:
 def resolve(name: str, allow_modules: Sequence[str] = (), where: str = "") -> type:
     """The class a job file's estimator name stands for, if the allow-list permits it."""
     prefix = f"{where}: " if where else ""
+    shown = clip(repr(name))  # the name comes from the file: any length, any characters
     if "." not in name:
         cls = _public_estimators().get(name)
         if cls is None:
-            raise JobSpecError(f"{prefix}unknown estimator {name!r} (not a public scikit-learn "
+            raise JobSpecError(f"{prefix}unknown estimator {shown} (not a public scikit-learn "
                                "estimator; give a dotted name for an allowed module)")
         return cls
     module_name, _, attr = name.rpartition(".")
     parts = name.split(".")
     if any(not p.isidentifier() or p.startswith("_") for p in parts):
-        raise JobSpecError(f"{prefix}estimator {name!r} names a private or invalid module path")
+        raise JobSpecError(f"{prefix}estimator {shown} names a private or invalid module path")
     top = parts[0]
     if top == "sklearn":
         # Look the module up, never import it: all_estimators() has imported every public
@@ -55,19 +57,19 @@ def resolve(name: str, allow_modules: Sequence[str] = (), where: str = "") -> ty
         _public_estimators()
         cls = getattr(sys.modules.get(module_name), attr, None)
         if cls not in _public_classes():
-            raise JobSpecError(f"{prefix}{name!r} is not a public scikit-learn estimator")
+            raise JobSpecError(f"{prefix}{shown} is not a public scikit-learn estimator")
         return cls  # type: ignore[return-value]
     if top not in allow_modules:
-        raise JobSpecError(f"{prefix}estimator {name!r}: module {top!r} is not allowed (only "
-                           "scikit-learn and the daemon's allow_modules)")
+        raise JobSpecError(f"{prefix}estimator {shown}: module {clip(repr(top))} is not allowed "
+                           "(only scikit-learn and the daemon's allow_modules)")
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise JobSpecError(f"{prefix}estimator {name!r}: cannot import {module_name}: {e}") \
+        raise JobSpecError(f"{prefix}estimator {shown}: cannot import {module_name}: {e}") \
             from None
     cls = getattr(module, attr, None)
     if not isinstance(cls, type) or not issubclass(cls, BaseEstimator):
-        raise JobSpecError(f"{prefix}{name!r} is not a scikit-learn compatible estimator class")
+        raise JobSpecError(f"{prefix}{shown} is not a scikit-learn compatible estimator class")
     return cls
 
 
@@ -87,21 +89,36 @@ def build_estimator(name: str, params: Mapping[str, Value], allow: Sequence[str]
     try:
         est = cls()
     except TypeError as e:
-        raise JobSpecError(f"{where}.estimator: {name!r} cannot be built without arguments: "
-                           f"{e}") from None
+        raise JobSpecError(f"{where}.estimator: {clip(repr(name))} cannot be built without "
+                           f"arguments: {e}") from None
     _set(est, built, f"{where}.params")
     return est
 
 
 def _set(est: BaseEstimator, params: Mapping[str, Any], where: str) -> None:
-    valid = est.get_params(deep=True)
     for key in params:
-        if key not in valid and key.split("__", 1)[0] not in valid:
-            raise JobSpecError(f"{where}.{key}: {type(est).__name__} has no parameter {key!r}")
+        if not _settable(est, params, key):
+            raise JobSpecError(f"{where}.{clip(key)}: {type(est).__name__} has no parameter "
+                               f"{clip(repr(key))}")
     try:
         est.set_params(**params)
     except (ValueError, TypeError) as e:
-        raise JobSpecError(f"{where}: {e}") from None
+        raise JobSpecError(f"{where}: {clip(str(e), 400)}") from None
+
+
+def _settable(est: BaseEstimator, params: Mapping[str, Any], key: str) -> bool:
+    """Whether ``est.set_params(**params)`` can set ``key``: ``a__b`` needs ``a`` to hold an
+    estimator with a parameter ``b`` once ``params`` are set (set_params sets ``a`` first);
+    else set_params fails with an AttributeError on whatever ``a`` holds."""
+    head, sep, tail = key.partition("__")
+    valid = est.get_params(deep=True)
+    if head not in valid:
+        return False
+    if not sep:
+        return True
+    target = params[head] if head in params else valid[head]
+    sub = {k.partition("__")[2]: v for k, v in params.items() if k.startswith(f"{head}__")}
+    return isinstance(target, BaseEstimator) and _settable(target, sub, tail)
 
 
 def grid_key(name: str, step_names: set[str]) -> str:
@@ -138,14 +155,34 @@ def check_model(job: JobSpec, model: ModelSpec, allow: Sequence[str]) -> BaseEst
     valid = template.get_params(deep=True)
     for g in model.grid:
         for key, values in g.items():
-            where = f"{job.path}: models.{model.name}.grid.{key}"
+            where = f"{job.path}: models.{model.name}.grid.{clip(key)}"
             full = grid_key(key, {s.name for s in job.preprocess})
-            if full not in valid and not _nested_ok(key, g, allow, where):
+            head, sep, _ = key.partition("__")
+            # When the same grid replaces the parent, only its values can have the key:
+            # set_params sets the parent first, then fails on one that lacks it.
+            ok = _nested_ok(key, g, allow, where) if sep and head in g else full in valid
+            if not ok:
                 raise JobSpecError(f"{where}: {_owner(template, full)} has no parameter "
-                                   f"{key!r}")
+                                   f"{clip(repr(key))}")
             for i, v in enumerate(values):
                 build_value(v, allow, f"{where}[{i}]")
+    _check_scoring(job, model, template)
     return clone(template)
+
+
+def _check_scoring(job: JobSpec, model: ModelSpec, template: BaseEstimator) -> None:
+    """What the worker's ``check_scoring`` would refuse — an unknown scorer name, or no
+    scoring for a model without ``score()`` (a transformer) — is the job's error here,
+    not a worker that dies at every start."""
+    known = set(get_scorer_names())
+    for name in job.search.scoring or ():
+        if name not in known:
+            raise JobSpecError(f"{job.path}: search.scoring: unknown scorer {clip(repr(name))} "
+                               "(sklearn.metrics.get_scorer_names() lists them)")
+    if job.search.scoring is None and not hasattr(template, "score"):
+        raise JobSpecError(f"{job.path}: models.{model.name}.estimator: "
+                           f"{clip(repr(model.estimator))} has no score() method; name a "
+                           "scorer in search.scoring")
 
 
 def _nested_ok(key: str, grid: Mapping[str, list[Value]], allow: Sequence[str],

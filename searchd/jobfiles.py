@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import JobSpecError
-from .spec import JOB_ID, SUFFIXES, JobSpec, job_id_of, parse_job
+from .spec import SUFFIXES, JobSpec, job_id_of, job_id_problem, parse_job, read_job_bytes
 from .store import atomic_write, make_private_dir
 
 log = logging.getLogger(__name__)
@@ -25,13 +25,25 @@ FROZEN_NAMES = tuple(f"job{s}" for s in SUFFIXES)
 class JobFile:
     id: str
     path: Path
+    #: sha256 of the bytes; for an unreadable file, of what was seen (reason, stat)
     digest: str
     mtime: float
     raw: bytes
+    #: why the file cannot be read as a job (a symlink, too large, ...): it becomes
+    #: ``invalid`` with this reason, which names the file
+    error: str | None = None
 
 
 def scan(jobs_dir: Path) -> tuple[dict[str, JobFile], list[tuple[Path, str]]]:
-    """Job files by id, and files that cannot be jobs (with the reason)."""
+    """Job files by id, and files that cannot be jobs (with the reason).
+
+    A name that cannot be a job id (hidden, bad characters, an id used twice) is
+    rejected. A file with a good name that cannot be read as a job — a symbolic
+    link (never followed: jobs/ may be shared with other users, and a link would
+    make the daemon read any file it can), not a regular file, larger than
+    MAX_JOB_BYTES, unreadable — is returned with its ``error``, so it shows as
+    ``invalid`` with the reason. Nothing is read past MAX_JOB_BYTES.
+    """
     found: dict[str, JobFile] = {}
     rejected: list[tuple[Path, str]] = []
     try:
@@ -39,23 +51,32 @@ def scan(jobs_dir: Path) -> tuple[dict[str, JobFile], list[tuple[Path, str]]]:
     except FileNotFoundError:
         return found, rejected
     for path in entries:
-        if path.name.startswith(".") or path.suffix not in SUFFIXES or not path.is_file():
+        if path.suffix not in SUFFIXES:
+            continue
+        if path.name.startswith("."):
+            rejected.append((path, "ignored: a hidden file (its name starts with '.') is no job"))
             continue
         jid = job_id_of(path)
-        if not JOB_ID.match(jid):
-            rejected.append((path, f"job id {jid!r} may only use letters, digits, '.', '_', "
-                                   "'-'"))
+        problem = job_id_problem(jid)
+        if problem:
+            rejected.append((path, f"ignored: {problem}"))
             continue
         if jid in found:
-            rejected.append((path, f"job id {jid!r} is already used by {found[jid].path.name}"))
+            rejected.append((path, f"ignored: job id {jid!r} is already used by "
+                                   f"{found[jid].path.name}"))
             continue
         try:
-            raw = path.read_bytes()
-            mtime = path.stat().st_mtime
-        except OSError as e:  # vanished or unreadable between listing and reading
-            rejected.append((path, f"cannot read: {e.strerror}"))
+            raw, st = read_job_bytes(path, follow_symlinks=False)
+        except JobSpecError as e:
+            try:
+                st = path.lstat()
+            except OSError:  # vanished between listing and reading: gone, not invalid
+                continue
+            seen = f"{e}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_size}".encode()
+            found[jid] = JobFile(jid, path, hashlib.sha256(seen).hexdigest(), st.st_mtime,
+                                 b"", error=str(e))
             continue
-        found[jid] = JobFile(jid, path, hashlib.sha256(raw).hexdigest(), mtime, raw)
+        found[jid] = JobFile(jid, path, hashlib.sha256(raw).hexdigest(), st.st_mtime, raw)
     return found, rejected
 
 
