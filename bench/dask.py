@@ -96,20 +96,22 @@ def run_searchd(job_text: str, workdir: Path, dask: str | None) -> dict[str, Any
     if p.returncode != 0 or summary.get("state") != "done":
         sys.exit(f"bench.dask: searchd exited {p.returncode} (state {summary.get('state')!r}, "
                  f"error {summary.get('error')!r}):\n{p.stderr[-3000:]}")
-    spawn = done = connected = None
+    spawn = done = connected = scatter = None
     for line in p.stderr.splitlines():
         t = _log_time(line)
         if "started worker pid" in line and spawn is None:
             spawn = t
         elif "connected to the Dask scheduler" in line:
             connected = t
+        elif m := re.search(r"data scattered to \d+ Dask worker\(s\) in ([0-9.]+)s", line):
+            scatter = float(m.group(1))
         elif re.search(r"searchd\.worker: medium: svc done: ", line):
             done = t
     if spawn is None or done is None:
         sys.exit(f"bench.dask: cannot find the worker's start and end in the log:\n"
                  f"{p.stderr[-3000:]}")
     return {"process": wall, "worker": done - spawn,
-            "connect": None if connected is None else connected - spawn,
+            "connect": None if connected is None else connected - spawn, "scatter": scatter,
             "state": state, "fits_computed": summary.get("fits_computed")}
 
 
@@ -179,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     for side in ("local", "dask"):
         for what in ("worker", "process"):
             print(f"{side:>5} {what:<14} {mmm([r[side][what] for r in rows])}")
-    print(f"{'dask':>5} {'connect':<14} {mmm([r['dask']['connect'] for r in rows])}")
+    print(f"{'dask':>5} {'connect':<14} {mmm([r['dask']['connect'] for r in rows])}"
+          "   (worker spawn -> connected)")
+    print(f"{'dask':>5} {'scatter':<14} {mmm([r['dask']['scatter'] for r in rows])}")
     for what in ("import", "start", "close"):
         print(f"LocalCluster {what:<7} {mmm([r['startup'][what] for r in rows])}")
     ratios = [r["dask"]["worker"] / r["local"]["worker"] for r in rows]

@@ -21,8 +21,9 @@ def reference_searches(job_file: Path, splits: list[Any]) -> dict[str, GridSearc
     for m in job.models:
         grid = [{grid_key(k, steps): [build_value(v, (), k) for v in vals]
                  for k, vals in g.items()} for g in m.grid]
-        scoring = list(job.search.scoring) if job.search.multimetric else (
-            job.search.scoring[0] if job.search.scoring else None)
+        names = job.search.scoring
+        scoring: list[str] | str | None = (list(names) if job.search.multimetric
+                                           else names[0] if names else None)
         gs = GridSearchCV(build_template(job, m, ()), grid, cv=splits, scoring=scoring,
                           refit=job.search.refit if job.search.multimetric else True, n_jobs=1)
         out[m.name] = gs.fit(data.X_train, data.y_train)
