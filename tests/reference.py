@@ -22,8 +22,9 @@ def reference_searches(job_file: Path, splits: list[Any]) -> dict[str, GridSearc
         grid = [{grid_key(k, steps): [build_value(v, (), k) for v in vals]
                  for k, vals in g.items()} for g in m.grid]
         names = job.search.scoring
-        scoring: list[str] | str | None = (list(names) if job.search.multimetric
-                                           else names[0] if names else None)
+        scoring: list[str] | str | None = None
+        if names:
+            scoring = list(names) if len(names) > 1 else names[0]
         gs = GridSearchCV(build_template(job, m, ()), grid, cv=splits, scoring=scoring,
                           refit=job.search.refit if job.search.multimetric else True, n_jobs=1)
         out[m.name] = gs.fit(data.X_train, data.y_train)
