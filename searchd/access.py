@@ -90,7 +90,7 @@ def load_results(job_id: str, state_dir: str | Path = "state",
     for name, res in data["models"].items():
         res_: ModelResults = res
         est = None
-        if res_.state == DONE and with_estimators:
+        if res_.state == DONE and with_estimators and not res_.refit_error:
             est = read_checkpoint(store, f"model-{name}")["estimator"]
         models[name] = ModelSearch(
             name=name, state=res_.state, cv_results_=res_.cv_results(),

@@ -28,6 +28,10 @@ MAX_CSV_LINE = 16 << 20
 PATH_CHARS = 1000
 
 
+#: the targets scikit-learn's check_cv stratifies for a classifier (others get KFold)
+STRATIFIED = ("binary", "multiclass")
+
+
 @dataclass(frozen=True)
 class Dataset:
     X_train: np.ndarray
@@ -47,13 +51,13 @@ def load_dataset(job: JobSpec, classification: bool) -> Dataset:
         try:
             X, X_test, y, y_test = train_test_split(
                 X, y, test_size=job.data.test_size, random_state=job.data.seed,
-                stratify=y if classification else None)
+                stratify=y if kind in STRATIFIED else None)
         except ValueError as e:
             raise DataError(f"{job.path}: data.test_size: {e}") from None
         if len(X) < job.search.folds:  # load_xy checked all rows; the folds see fewer
             raise DataError(f"{job.path}: data.test_size: {len(X)} training samples are fewer "
                             f"than the {job.search.folds} folds")
-    if kind in ("binary", "multiclass"):  # the splits will be stratified
+    if kind in STRATIFIED:  # the splits will be stratified
         _, counts = np.unique(y, return_counts=True)
         if np.all(counts < job.search.folds):  # StratifiedKFold refuses to split then
             raise DataError(f"{job.path}: data.source: every class has fewer training samples "
@@ -78,11 +82,6 @@ def _check_labels(job: JobSpec, y: np.ndarray) -> str:
         raise DataError(f"{job.path}: data.source: y holds continuous values, but "
                         f"models.{job.models[0].name} is a classifier (use a regressor, or "
                         "class labels)")
-    if kind not in ("binary", "multiclass"):
-        # plan.splits stratifies for every classifier, and StratifiedKFold takes only
-        # these; until it falls back to KFold as check_cv does, refuse rather than crash
-        raise DataError(f"{job.path}: data.source: y is {kind}; searchd's stratified splits "
-                        "take binary or multiclass labels only")
     return str(kind)
 
 

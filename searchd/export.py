@@ -25,9 +25,12 @@ def best_model(state_dir: Path, job_id: str, model: str | None) -> tuple[str, An
         if results[model].state != DONE:
             raise NotFoundError(f"job {job_id}: model type {model!r} has not finished yet "
                                 f"({results[model].fits_done}/{results[model].fits_total} fits)")
+        if results[model].refit_error:
+            raise NotFoundError(f"job {job_id}: model type {model!r} has no fitted model: "
+                                f"{results[model].refit_error}")
         name = model
     else:
-        done = {n: r for n, r in results.items() if r.state == DONE}
+        done = {n: r for n, r in results.items() if r.state == DONE and not r.refit_error}
         if not done:
             raise NotFoundError(f"job {job_id}: no model type has finished yet")
         name = max(done, key=lambda n: done[n].best_score

@@ -53,16 +53,39 @@ def _busy_seconds(t: Any) -> float:
     return float(total - t.idle - getattr(t, "iowait", 0.0))
 
 
-def _tree_times(root_pid: int, extra: Iterable[int]) -> dict[int, _ProcTimes]:
-    """CPU times of the root, its descendants and the ``extra`` pids, by pid."""
-    procs: list[psutil.Process] = []
+def _forks_since_boot() -> int | None:
+    """How many processes and threads the kernel has created since boot; None if unknown.
+
+    Linux counts them in /proc/stat. While the count stands still nothing can have joined
+    searchd's tree, so the tree need not be listed again.
+    """
+    try:
+        with open("/proc/stat", "rb") as f:
+            for line in f:
+                if line.startswith(b"processes "):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError) as e:
+        log.debug("no fork count in /proc/stat (%s); listing the own tree at every sample", e)
+    return None
+
+
+def _own_tree(root_pid: int) -> list[psutil.Process]:
+    """The root and its descendants.
+
+    psutil finds the descendants by reading the parent of every process on the machine
+    (~15 µs each, most of a sample's cost), hence :class:`LoadSampler` caches the list.
+    """
     try:
         root = psutil.Process(root_pid)
-        # children() reads the ppid of every pid to build the tree, but only the own tree
-        # is opened for CPU times, which is where the cost would be.
-        procs = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         log.warning("own root process %d is gone; counting only known extra pids", root_pid)
+        return []
+
+
+def _tree_times(tree: list[psutil.Process], extra: Iterable[int]) -> dict[int, _ProcTimes]:
+    """CPU times of the ``tree``'s processes and of the ``extra`` pids, by pid."""
+    procs = list(tree)
     for pid in set(extra) - {p.pid for p in procs}:
         try:
             procs.append(psutil.Process(pid))
@@ -125,6 +148,20 @@ class LoadSampler:
         self._clock = clock
         self._ncpu = psutil.cpu_count() or 1
         self._prev: tuple[float, float, float, dict[int, _ProcTimes]] | None = None
+        self._tree: list[psutil.Process] | None = None
+        self._forks: int | None = None
+
+    def _members(self) -> list[psutil.Process]:
+        """The own tree, listed again only when a process was created or a member left.
+
+        The fork count is read before the listing: a process born during it changes the
+        count, so the next sample lists the tree again. (A pid can only be reused after a
+        fork, so the cached processes are still the ones that were listed.)
+        """
+        forks = _forks_since_boot()
+        if self._tree is None or forks is None or forks != self._forks:
+            self._tree, self._forks = _own_tree(self.own_root_pid), forks
+        return self._tree
 
     def sample(self, own_pids_extra: Iterable[int] = ()) -> LoadSample:
         """Take a sample; ``own_pids_extra`` are pids to count as own (e.g. known orphans).
@@ -133,7 +170,10 @@ class LoadSampler:
         """
         at, wall = self._clock(), time.time()
         busy = _busy_seconds(psutil.cpu_times())
-        procs = _tree_times(self.own_root_pid, own_pids_extra)
+        tree = self._members()
+        procs = _tree_times(tree, own_pids_extra)
+        if any(p.pid not in procs for p in tree):
+            self._tree = None  # a member left; its children, if any, went elsewhere
         mem = psutil.virtual_memory()
         free = min(1.0, mem.available / mem.total)
         other = 0.0

@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import KFold, ParameterGrid, StratifiedKFold
+from sklearn.utils.multiclass import type_of_target
 
+from .data import STRATIFIED
 from .results import ModelResults
 from .spec import JobSpec, ModelSpec, canonical
 
@@ -53,7 +55,9 @@ def new_results(job: JobSpec, model: ModelSpec, data_digest: str) -> ModelResult
 def splits(job: JobSpec, X: np.ndarray, y: np.ndarray, classification: bool) -> list[Split]:
     """Deterministic CV splits, stratified for classifiers (as check_cv makes them)."""
     s = job.search
-    cls = StratifiedKFold if classification else KFold
+    # as check_cv does: stratified for a classifier on binary or multiclass labels only
+    stratify = classification and type_of_target(y) in STRATIFIED
+    cls = StratifiedKFold if stratify else KFold
     cv = cls(n_splits=s.folds, shuffle=s.shuffle, random_state=s.cv_seed if s.shuffle else None)
     return [(np.asarray(tr), np.asarray(te)) for tr, te in cv.split(X, y)]
 

@@ -37,6 +37,8 @@ class ModelResults:
     best_index: int | None = None
     test_score: dict[str, float] | None = None
     refit_time: float | None = None
+    #: why there is no refitted model although the type is done (e.g. every candidate failed)
+    refit_error: str | None = None
 
     @classmethod
     def empty(cls, name: str, spec_key: str, keys: list[str], params: list[dict[str, Any]],
@@ -70,6 +72,7 @@ class ModelResults:
         if n == self.done.size and old.state == DONE:
             self.state, self.best_index = DONE, old.best_index
             self.test_score, self.refit_time = old.test_score, old.refit_time
+            self.refit_error = old.refit_error
         return n
 
     def record(self, i: int, fold: int, scores: dict[str, float] | None, fit_time: float,
@@ -160,6 +163,7 @@ class ModelResults:
             "best_score": None if best is None or math.isnan(best) else best,
             "best_params": None if best_i is None else self.params[best_i],
             "test_score": self.test_score,
+            "error": self.refit_error,
         }
 
 

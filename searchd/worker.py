@@ -177,7 +177,8 @@ class JobRun:
                 if n:
                     log.info("%s: %s: resumed %d of %d fits from the checkpoint",
                              self.job_id, m.name, n, res.fits_total)
-            if res.state == DONE and self.store.read(f"model-{m.name}")[0] is None:
+            if res.state == DONE and res.refit_error is None and \
+                    self.store.read(f"model-{m.name}")[0] is None:
                 res.state = RUNNING  # results are done but the refitted model was lost
             self.models[m.name] = res
         if refused and old is None:
@@ -201,6 +202,7 @@ class JobRun:
             n_jobs = self.spec.search.n_jobs or self.n_jobs
             if self.n_jobs > 0 and n_jobs > 0:
                 n_jobs = min(n_jobs, self.n_jobs)
+            n_jobs = min(n_jobs, os.cpu_count() or 1)  # a job cannot ask for 10,000 processes
             tasks = (Task(i, f, built[i]) for i, f in pending)
             if not self.dispatched:
                 self.dispatched = True
@@ -228,12 +230,23 @@ class JobRun:
         params = build_candidate(res.params[best], self.spec, self.allow, name)
         est = clone(template).set_params(**params)
         start = time.time()
-        est.fit(self.data.X_train, self.data.y_train)
-        refit_time = time.time() - start
         test_score = None
-        if self.data.X_test is not None:
-            test_score = Scoring(self.spec, template)(est, self.data.X_test, self.data.y_test)
-            test_score = {k: float(v) for k, v in test_score.items()}
+        try:
+            est.fit(self.data.X_train, self.data.y_train)
+            refit_time = time.time() - start
+            if self.data.X_test is not None:
+                scored = Scoring(self.spec, template)(est, self.data.X_test, self.data.y_test)
+                test_score = {k: float(v) for k, v in scored.items()}
+        except Exception as e:  # noqa: BLE001 - e.g. every candidate fails: say so, go on
+            with self.lock:
+                res.refit_error = f"refit of the best candidate failed: {type(e).__name__}: {e}"
+                res.state = DONE
+                self.dirty = True
+            log.error("%s: %s: %s", self.job_id, name, res.refit_error)
+            while not self.flush(force=True):
+                time.sleep(min(60.0, self.interval))
+            self.progress()
+            return
         model_ckpt = {"name": name, "estimator": est, "params": res.params[best],
                       "best_score": res.best_score, "test_score": test_score,
                       "key": content_key(res.params[best])}

@@ -95,3 +95,32 @@ def test_the_readme_job_example_is_valid(env: Env) -> None:
     plan = json.loads(out.stdout)
     assert [m["name"] for m in plan["models"]] == ["knn", "rf", "svc", "bag", "tuned"]
     assert plan["candidates"] == 83
+
+
+ALL_FAIL = """
+[data]
+source = "sklearn:iris"
+[search]
+cv = 3
+[models.svc]
+estimator = "SVC"
+grid = { C = [-1.0, -2.0] }
+[models.knn]
+estimator = "KNeighborsClassifier"
+grid = { n_neighbors = [3] }
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_model_type_whose_every_candidate_fails_ends_with_a_reason(env: Env) -> None:
+    env.write_job("allfail.toml", ALL_FAIL)
+    run = env.cli("run", "--drain", timeout=100)
+    assert run.returncode == 0, run.stderr[-3000:]
+    [rec] = json.loads(env.cli("status", "--json", check=True).stdout)
+    assert rec["state"] == "done"
+    show = json.loads(env.cli("show", "allfail", "--json", check=True).stdout)
+    assert "refit of the best candidate failed" in show["models"]["svc"]["error"]
+    assert show["models"]["knn"]["state"] == "done"
+    out = env.cli("export", "allfail", "--model", "svc", "-o", str(env.root / "x.pkl"))
+    assert out.returncode != 0 and "no fitted model" in out.stderr
+    assert env.cli("export", "allfail", "-o", str(env.root / "best.pkl")).returncode == 0
