@@ -359,6 +359,47 @@ def test_reaped_child_is_not_counted_twice() -> None:
     assert s.other_load >= ONE_BUSY
 
 
+def test_tree_is_listed_again_only_after_a_fork(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Listing the tree reads every process on the machine: skip it while nothing was born.
+    import searchd.idle as idle
+    forks: list[int | None] = [5, 5, 5, 6, 6, None, None]
+    listings = []
+    real = idle._own_tree
+
+    def counted(pid: int) -> list[psutil.Process]:
+        listings.append(pid)
+        return real(pid)
+    monkeypatch.setattr(idle, "_forks_since_boot", lambda: forks.pop(0))
+    monkeypatch.setattr(idle, "_own_tree", counted)
+    sampler = LoadSampler()
+    for _ in range(7):
+        sampler.sample()
+    assert len(listings) == 4  # the first sample, the fork, and each unknown count
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat is Linux's")
+def test_fork_count_grows_with_each_new_process() -> None:
+    from searchd.idle import _forks_since_boot
+    before = _forks_since_boot()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    after = _forks_since_boot()
+    assert before is not None and after is not None and after > before
+
+
+def test_child_born_after_the_tree_was_listed_is_own() -> None:
+    late = "import time\ntime.sleep(1.0)\n" + parent_code(busy_code(10))
+    with spawn("import time; time.sleep(30)") as sleeper, spawn(late) as parent:
+        own = LoadSampler(own_root_pid=parent.pid)
+        own.sample()  # the tree, the parent alone, is listed and cached
+        [child] = children_of(parent.pid, 1)
+        proc = psutil.Process(child.pid)
+        wait_cpu(proc, 0.1)
+        inside, outside, share = own_vs_reference(own, [], proc,
+                                                  LoadSampler(own_root_pid=sleeper.pid))
+    assert outside >= 0.8 * share
+    assert inside <= outside - 0.8 * share
+
+
 def test_suspend_and_resume_tree() -> None:
     tracker = "import time  # from loky.backend.resource_tracker import main\ntime.sleep(30)"
     with spawn(parent_code(busy_code(30), tracker)) as parent:
