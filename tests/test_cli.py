@@ -33,7 +33,7 @@ source = "sklearn:digits"
 cv = 5
 [models.svc]
 estimator = "SVC"
-grid = { C = { logspace = [-2, 3, 10] }, gamma = { logspace = [-5, -1, 5] } }
+grid = { C = { logspace = [-2, 3, 5] }, gamma = { logspace = [-5, -1, 4] } }
 """
 
 
