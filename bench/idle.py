@@ -217,58 +217,71 @@ def supervisor_phases(root: Path, window: float) -> dict[str, Any]:
         d.stop()
 
 
+class MachineBusy(Exception):
+    """Other programs kept the machine busy too long for a trial."""
+
+
+def one_trial(d: Daemon, name: str, sample_interval: float,
+              resume_after: float) -> dict[str, Any] | None:
+    """One pause and resume; None if other programs paused the job just before our load."""
+    def running() -> bool:
+        return d.summary(name).get("state") == "running" and d.none_stopped() \
+            and len(d.statuses()) >= 2
+    if wait_until(running, 600, 0.1) is None:
+        raise MachineBusy(f"the job did not run for 10 minutes; see {d.logfile}")
+    time.sleep(1.5 + random.uniform(0.0, sample_interval))  # a random phase of the sampling
+    if not running():
+        return None
+    load = start_load()
+    try:
+        t0 = time.monotonic()
+        t_stop = wait_until(d.all_stopped, 30)
+        time.sleep(1.0)
+    finally:
+        stop_load(load)
+    t_end, end_epoch = time.monotonic(), time.time()
+    quiet_from = end_epoch
+
+    def resumed() -> bool:
+        nonlocal quiet_from
+        s = d.summary(name)
+        if " > " in (s.get("paused_reason") or "") and s.get("updated_at", 0) > quiet_from:
+            quiet_from = s["updated_at"]  # another program kept the machine busy
+        return d.none_stopped()
+    t_run = wait_until(resumed, 300)
+    return {"pause": None if t_stop is None else round(t_stop - t0, 3),
+            "resume": None if t_run is None else
+            round(t_run - t_end - (quiet_from - end_epoch) - resume_after, 3),
+            "disturbed": quiet_from > end_epoch}
+
+
 def latency_trials(root: Path, trials: int, sample_interval: float, resume_after: float,
-                   ) -> list[dict[str, Any]]:
-    d = Daemon(root / "latency", "daemon", "--n-jobs", "-1", "--sample-interval",
-               str(sample_interval), "--resume-after", str(resume_after),
+                   out: list[dict[str, Any]]) -> None:
+    """Appends each trial to ``out`` as it ends, so that a busy machine keeps what it got."""
+    d = Daemon(root / f"latency-{sample_interval:g}", "daemon", "--n-jobs", "-1",
+               "--sample-interval", str(sample_interval), "--resume-after", str(resume_after),
                "--max-suspend", "0", "--min-free-memory", "0")
     job = 0
-    out = []
     try:
-        for n in range(1, trials + 1):
+        while len(out) < trials:
             name = f"long{job}"
             if not (d.jobs / f"{name}.toml").exists():
                 (d.jobs / f"{name}.toml").write_text(LONG_JOB)
             if d.summary(name).get("state") == "done":  # a fast machine: a fresh job
                 job += 1
                 continue
-
-            def running() -> bool:
-                return d.summary(name).get("state") == "running" and d.none_stopped() \
-                    and len(d.statuses()) >= 2
-            if wait_until(running, 300, 0.1) is None:
-                raise SystemExit(f"trial {n}: the job never ran (machine busy?); see {d.logfile}")
-            time.sleep(1.5 + random.uniform(0.0, sample_interval))  # a random phase
-            load = start_load()
-            try:
-                t0 = time.monotonic()
-                t_stop = wait_until(d.all_stopped, 30)
-                time.sleep(1.0)
-            finally:
-                stop_load(load)
-            t_end, end_epoch = time.monotonic(), time.time()
-            quiet_from = end_epoch
-
-            def resumed() -> bool:
-                nonlocal quiet_from
-                s = d.summary(name)
-                if " > " in (s.get("paused_reason") or "") and s.get("updated_at", 0) > quiet_from:
-                    quiet_from = s["updated_at"]  # another program kept the machine busy
-                return d.none_stopped()
-            t_run = wait_until(resumed, 120)
-            disturbed = quiet_from > end_epoch
-            trial = {
-                "pause": None if t_stop is None else round(t_stop - t0, 3),
-                "resume": None if t_run is None else
-                round(t_run - t_end - (quiet_from - end_epoch) - resume_after, 3),
-                "disturbed": disturbed}
+            trial = one_trial(d, name, sample_interval, resume_after)
+            if trial is None:
+                print("  (other programs paused the job before our load; trial repeated)",
+                      flush=True)
+                continue
             out.append(trial)
-            print(f"  trial {n:>2}: pause {trial['pause']}s, resume {trial['resume']}s past "
-                  f"resume_after{' (others were busy after our load)' if disturbed else ''}",
+            print(f"  trial {len(out):>2}: pause {trial['pause']}s, resume {trial['resume']}s "
+                  f"past resume_after"
+                  f"{' (others were busy after our load)' if trial['disturbed'] else ''}",
                   flush=True)
     finally:
         d.stop()
-    return out
 
 
 def pct(values: list[float], q: float) -> float:
@@ -307,8 +320,13 @@ def main(argv: list[str] | None = None) -> int:
             report["supervisor"] = supervisor_phases(tmp, args.window)
         print(f"latency: {args.trials} trials, sample_interval {args.sample_interval:g} s, "
               f"pause_after 2 (default), resume_after {args.resume_after:g} s", flush=True)
-        trials = latency_trials(tmp, args.trials, args.sample_interval, args.resume_after)
+        trials: list[dict[str, Any]] = []
         report["trials"] = trials
+        try:
+            latency_trials(tmp, args.trials, args.sample_interval, args.resume_after, trials)
+        except MachineBusy as e:
+            print(f"stopped after {len(trials)} trial(s): {e}")
+            report["incomplete"] = str(e)
     finally:
         if args.keep:
             print(f"kept {tmp}")
@@ -316,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
 
     print()
-    ok = True
+    ok = "incomplete" not in report
     pauses = [t["pause"] for t in trials if t["pause"] is not None]
     resumes = [t["resume"] for t in trials if t["resume"] is not None]
     missed = len(trials) - len(pauses)
