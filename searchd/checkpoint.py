@@ -4,6 +4,7 @@ A flush writes only the results that arrived since the previous flush (a *delta*
 its cost does not grow with the results already stored. When the deltas hold as many
 results as the base, or when a model type finishes, the next flush writes a new base
 (compaction) and removes the deltas: every result is written a bounded number of times.
+(A base holds the whole grid's columns, so "as many" counts the grid's size.)
 
 Each delta names the base generation it extends; deltas of another generation (left by
 a crash between a compaction and their removal) are ignored. Every file is signed and
@@ -26,6 +27,9 @@ BASE = "results"
 DELTA = re.compile(rf"^{BASE}\.d(\d{{6}})\.ckpt$")
 #: compaction waits for at least this many results in deltas, whatever the base holds
 MIN_COMPACT = 5_000
+
+#: ... or once this many delta files exist (a long job with slow fits), whichever comes first
+MAX_DELTAS = 500
 
 #: (model type, candidate key, fold, {scorer: score} or None, fit s, score s, error)
 Entry = tuple[str, str, int, dict[str, float] | None, float, float, str | None]
@@ -103,7 +107,8 @@ class ResultsCheckpoint:
         Raises OSError (disk full, I/O error) with nothing lost: the pending results stay
         pending and the files on disk are the last good ones.
         """
-        due = self.delta_entries + len(self.pending) > max(self.base_entries, MIN_COMPACT)
+        due = (self.delta_entries + len(self.pending) > max(self.base_entries, MIN_COMPACT)
+               or self.seq >= MAX_DELTAS)
         if compact or self.gen is None or due:
             return self._write_base(snapshot())
         if not self.pending:
@@ -123,7 +128,8 @@ class ResultsCheckpoint:
         for _seq, name in _delta_files(self.store):
             self.store.remove(name)
         self.gen, self.seq = gen, 0
-        self.base_entries = sum(m.fits_done for m in snap["models"].values())
+        # a base carries the whole grid's columns, done or not: its size is fits_total
+        self.base_entries = sum(m.fits_total for m in snap["models"].values())
         self.delta_entries = 0
         self.pending = []
         return written

@@ -52,14 +52,20 @@ def test_flushes_after_the_first_write_only_deltas(store: CheckpointStore) -> No
 
 def test_compaction_writes_a_base_and_drops_the_deltas(store: CheckpointStore,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(checkpoint, "MIN_COMPACT", 3)
-    res, ck = _model(), ResultsCheckpoint(store)
+    monkeypatch.setattr(checkpoint, "MAX_DELTAS", 3)
+    res, ck = _model(n=3, folds=2), ResultsCheckpoint(store)  # a grid of 6 results
     ck.flush(_snap(res))
-    for i in range(5):
+    for i in range(3):
+        _record(res, ck, i, 0)
+        ck.flush(_snap(res))
+    assert len(list(store.dir.glob("results.d*.ckpt"))) == 3
+    _record(res, ck, 0, 1)
+    ck.flush(_snap(res))  # a 4th delta would pass MAX_DELTAS: a new base instead
+    assert not list(store.dir.glob("results.d*.ckpt"))
+    for i in range(1, 3):
         _record(res, ck, i, 1)
         ck.flush(_snap(res))
-    assert len(list(store.dir.glob("results.d*.ckpt"))) < 4  # compacted on the way
-    _record(res, ck, 9, 2)
+    assert len(list(store.dir.glob("results.d*.ckpt"))) == 2
     ck.flush(_snap(res), compact=True)
     assert not list(store.dir.glob("results.d*.ckpt"))
     back, _ = read_results(store)
