@@ -38,7 +38,7 @@ class Daemon:
 
     def start(self) -> None:
         env = clean_env()
-        if env.get("SEARCHD_BENCH_WARM_POOL") == "1":  # bench.run --try-warm-pool
+        if env.get("SEARCHD_BENCH_PROTOTYPE"):  # bench.run --prototype NAME
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(INJECT),
                                                               env.get("PYTHONPATH")]))
         with open(self.root / "daemon.log", "ab") as log:

@@ -9,13 +9,14 @@ worker can checkpoint them while the others still run.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import clone
 
 from . import guard
@@ -61,3 +62,55 @@ def stream_local(template: Any, tasks: Iterable[Task], X: np.ndarray, y: np.ndar
                         pre_dispatch="2*n_jobs", initializer=guard.child_init,
                         initargs=(os.getpid(),))
     yield from parallel(calls)
+
+
+#: seconds of fits the worker runs itself before it starts joblib's pool
+INLINE_SECONDS = 1.0
+
+
+def _warm() -> None:
+    """A no-op task that makes each pool process start and import scikit-learn."""
+    import sklearn.base  # noqa: F401
+
+
+class LocalRunner:
+    """Runs a job's tasks on this machine, without paying for a pool a small job never needs.
+
+    Starting joblib's loky processes (a fresh interpreter each, importing scikit-learn)
+    takes 1–3 s on 2 cores: more than a whole tiny job. So the worker evaluates tasks
+    itself first; once ~1 s of fits shows the job is bigger than that, it starts the pool
+    in a thread (the fits go on meanwhile) and hands the remaining tasks to it. The pool
+    then serves the job's later model types too. Scores are the same either way: each
+    task is the same clone → set_params → fit → score.
+    """
+
+    def __init__(self, n_jobs: int) -> None:
+        self.n_jobs = n_jobs
+        self.inline_seconds = 0.0
+        self.ready = threading.Event()
+        self.starter: threading.Thread | None = None
+
+    def _start_pool(self) -> None:
+        n = effective_n_jobs(self.n_jobs)
+        Parallel(n_jobs=self.n_jobs, initializer=guard.child_init,
+                 initargs=(os.getpid(),))(delayed(_warm)() for _ in range(n))
+        self.ready.set()
+
+    def stream(self, template: Any, tasks: Iterable[Task], X: np.ndarray, y: np.ndarray,
+               splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring
+               ) -> Iterator[Outcome]:
+        pending = iter(tasks)
+        parallel = effective_n_jobs(self.n_jobs) > 1
+        while not (parallel and self.ready.is_set()):
+            if parallel and self.starter is None and self.inline_seconds >= INLINE_SECONDS:
+                self.starter = threading.Thread(target=self._start_pool, name="pool-start",
+                                                daemon=True)
+                self.starter.start()
+            task = next(pending, None)
+            if task is None:
+                return
+            start = time.perf_counter()
+            yield evaluate(template, task.params, X, y, *splits[task.fold], scoring, task.i,
+                           task.fold)
+            self.inline_seconds += time.perf_counter() - start
+        yield from stream_local(template, pending, X, y, splits, scoring, self.n_jobs)

@@ -33,7 +33,7 @@ from .dask_backend import ClusterUnavailableError, DaskCluster, cluster_address
 from .data import Dataset, load_dataset
 from .errors import CheckpointError, DataError, JobSpecError, SearchdError, StateLockedError
 from .estimators import build_candidate, check_model, is_classification
-from .execute import Task, stream_local
+from .execute import LocalRunner, Task
 from .jobfiles import frozen_spec
 from .plan import Scoring, content_key, new_results, splits
 from .results import DONE, RUNNING, ModelResults
@@ -89,6 +89,7 @@ class JobRun:
         self.flush_failures = 0
         self.store = CheckpointStore(job_dir, load_key(job_dir.parent), job_id)
         self.ckpt = ResultsCheckpoint(self.store)
+        self.runner: LocalRunner | None = None
         self.spec = frozen_spec(job_dir, jobs_dir, job_id, max_candidates)
         address = cluster_address(self.spec.search.backend, dask, self.spec.path)
         self.cluster = DaskCluster(address, job_id) if address else None
@@ -210,7 +211,9 @@ class JobRun:
             if self.cluster is not None:
                 outcomes = self.cluster.stream(template, tasks, X, y, self.splits, scoring)
             else:
-                outcomes = stream_local(template, tasks, X, y, self.splits, scoring, n_jobs)
+                if self.runner is None or self.runner.n_jobs != n_jobs:
+                    self.runner = LocalRunner(n_jobs)
+                outcomes = self.runner.stream(template, tasks, X, y, self.splits, scoring)
             for i, f, scores, fit_time, score_time, error in outcomes:
                 with self.lock:
                     res.record(i, f, scores, fit_time, score_time, error)

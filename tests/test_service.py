@@ -63,7 +63,7 @@ def test_ready_status_watchdog_and_stopping(env: Env, kind: str) -> None:
         gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
         # WATCHDOG_USEC=1 s: a ping every half of it, from the supervisor's loop
         assert len(pings) >= 8, len(pings)
-        assert 0.3 <= sorted(gaps)[len(gaps) // 2] <= 0.8, gaps
+        assert 0.3 <= sorted(gaps)[len(gaps) // 2] <= 0.9, gaps  # 0.5 s, on a 0.2 s loop
         daemon.send_signal(signal.SIGTERM)
         after = [m for _, m in _receive(sock, 5.0)]
         assert "STOPPING=1" in after
@@ -162,8 +162,13 @@ def test_logs_have_no_timestamps_under_systemd_and_parallel_stays_parallel(env: 
     env.wait_for(lambda: fits_logged(env, "svc") > 5, 60, "fits")
     worker = [c for c in psutil.Process(daemon.pid).children() if "searchd.worker" in
               " ".join(c.cmdline())][0]
-    pool = [c for c in worker.children() if "resource_tracker" not in " ".join(c.cmdline())]
-    assert len(pool) >= 2  # joblib really runs processes, not a serial fallback
+
+    def pool() -> list[psutil.Process]:
+        return [c for c in worker.children() if "resource_tracker" not in " ".join(c.cmdline())]
+
+    # the worker fits by itself for ~1 s, then starts joblib's pool: real processes, not a
+    # serial fallback
+    env.wait_for(lambda: len(pool()) >= 2, 30, "joblib's pool")
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=15) == 0
     lines = [x for x in env.log().splitlines() if "searchd" in x]
