@@ -541,3 +541,20 @@ def test_low_memory_nothing_starts(env: Env) -> None:
     reason = status_of(env, "mem")["paused_reason"]
     assert reason.startswith("low memory: ") and "free < 99.9%" in reason, reason
     assert stop_daemon(daemon) == 0
+
+
+@pytest.mark.timeout(10)
+def test_operator_pause_file_is_read_safely(tmp_path: Any) -> None:
+    from searchd.daemon import read_operator_pause
+    path = tmp_path / "pause.json"
+    assert read_operator_pause(tmp_path) is None
+    # unreadable or odd contents: stay paused rather than crash or run
+    for text in ("{", "[]", '{"until": "soon"}', '{"until": NaN}', '{"until": null}', "{}"):
+        path.write_text(text)
+        assert read_operator_pause(tmp_path) == float("inf"), text
+    later = time.time() + 60
+    path.write_text(json.dumps({"until": later}))
+    assert read_operator_pause(tmp_path) == later
+    path.write_text(json.dumps({"until": time.time() - 1}))
+    assert read_operator_pause(tmp_path) is None
+    assert not path.exists(), "an expired pause is removed"
