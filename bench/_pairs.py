@@ -157,13 +157,16 @@ def run_searchd(job_file: Path, workdir: Path, n_jobs: int,
     flushes = [json.loads(line) for line in flush_log.read_text().splitlines()] \
         if flush_log.exists() else []
     search = summary["finished_at"] - summary["first_task_at"]
+    # the processes that fitted: 1 when the job was small enough for the worker alone (it
+    # then never started joblib's pool and left the other cores free), else n_jobs
+    procs = summary.get("processes") or n_jobs
     in_search = [f for f in flushes
                  if summary["first_task_at"] <= f["at"] <= summary["finished_at"]]
     return {"process_seconds": wall, "search_seconds": search, "other_load": last_other_load,
             "start_seconds": summary["first_task_at"] - summary["started_at"],
             "fits_computed": summary.get("fits_computed"),
             "fits_total": summary.get("fits_total"),
-            "work_seconds": work, "efficiency": work / (search * n_jobs),
+            "work_seconds": work, "efficiency": work / (search * procs), "processes": procs,
             "flushes": flushes,
             "flush_seconds": sum(f["seconds"] for f in in_search),
             "flush_share": sum(f["seconds"] for f in in_search) / search,

@@ -104,6 +104,13 @@ estimator = "SVC"
 grid = { C = { logspace = [-1, 2, 20] }, gamma = { logspace = [-4, -2, 10] } }
 """)
 
+#: --quick's kill job: ~100 fits, about 10 s on 2 cores
+KILL_QUICK = _job("sklearn:digits", """
+[models.svc]
+estimator = "SVC"
+grid = { C = { logspace = [-1, 2, 5] }, gamma = { logspace = [-4, -2, 4] } }
+""")
+
 #: a job that runs for minutes (supervisor footprint while a job runs)
 LONG = KILL
 

@@ -250,12 +250,15 @@ def one_trial(d: Daemon, name: str, sample_interval: float,
         stop_load(load)
     t_end, end_epoch = time.monotonic(), time.time()
     quiet_from = end_epoch
+    # a sample ending within one interval (plus a tick) of our load's end still holds some of it
+    ours_until = end_epoch + sample_interval + 0.3
 
     def resumed() -> bool:
         nonlocal quiet_from
         s = d.summary(name)
-        if " > " in (s.get("paused_reason") or "") and s.get("updated_at", 0) > quiet_from:
-            quiet_from = s["updated_at"]  # another program kept the machine busy
+        at = s.get("updated_at", 0)
+        if " > " in (s.get("paused_reason") or "") and at > max(quiet_from, ours_until):
+            quiet_from = at  # another program kept the machine busy
         return d.none_stopped()
     t_run = wait_until(resumed, 300)
     return {"pause": None if t_stop is None else round(t_stop - t0, 3),

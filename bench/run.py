@@ -25,7 +25,7 @@ from typing import Any
 
 from bench import _checkpoint, _daemon, _report
 from bench._pairs import run_reference, run_searchd
-from bench._workloads import BIG, KILL, LONG, PAIRED, TINY, Workload
+from bench._workloads import BIG, KILL, KILL_QUICK, LONG, PAIRED, TINY, Workload
 from bench.overhead import build_workload, clean_env, compare_scores
 
 FIGURES = ("tiny", "medium", "many", "big", "checkpoint", "first-fit", "kill", "idle",
@@ -167,15 +167,15 @@ def main(argv: list[str] | None = None) -> int:
                                                     2 if args.quick else 8)
         if "kill" in only:
             print(f"\n== kill: {kills} x kill -9 of the daemon's process group", flush=True)
-            report["kill"] = _daemon.kill_waste(tmp / "kill", KILL, kills,
+            report["kill"] = _daemon.kill_waste(tmp / "kill", KILL_QUICK if args.quick else KILL,
+                                                kills,
                                                 max_delay=4.0 if args.quick else 10.0)
         if "idle" in only:
-            if args.quick:
-                report["idle"] = {"skipped": "not run with --quick"}
-            else:
-                print("\n== idle: python -m bench.idle --trials 10 --skip-supervisor",
-                      flush=True)
-                report["idle"] = _daemon.idle_latency(tmp, 10, timeout=900)
+            trials = 2 if args.quick else 10
+            print(f"\n== idle: python -m bench.idle --trials {trials} --skip-supervisor",
+                  flush=True)
+            report["idle"] = _daemon.idle_latency(tmp, trials,
+                                                  timeout=180 if args.quick else 900)
         if "footprint" in only:
             window = 5.0 if args.quick else 30.0
             print(f"\n== footprint: supervisor idle and busy, {window:.0f} s each", flush=True)

@@ -123,7 +123,7 @@ def status_json(rec: JobRecord) -> dict[str, Any]:
         "paused_reason": rec.paused_reason, "disk_error": rec.disk_error,
         "eta_seconds": rec.eta_seconds, "file_changed": rec.file_changed,
         "file_removed": rec.file_removed, "backend": rec.backend,
-        "cluster_workers": rec.cluster_workers,
+        "cluster_workers": rec.cluster_workers, "processes": rec.processes,
         "models": {n: {k: m.get(k) for k in ("state", "fits_done", "fits_total", "best_score",
                                              "best_params", "test_score")}
                    for n, m in rec.models.items()},

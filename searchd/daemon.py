@@ -29,7 +29,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from . import guard
 from .dask_backend import NO_SCHEDULER, missing_extra, no_scheduler_message
 from .errors import JobSpecError, SearchdError, SettingsError
-from .idle import IdleGate, LoadSample, LoadSampler, resume_tree, suspend_tree
+from .idle import CONFIRM_FRACTION, IdleGate, LoadSample, LoadSampler, resume_tree, suspend_tree
 from .jobfiles import JobFile, freeze, frozen_path, scan
 from .jobstate import ACTIVE, JobRecord, JobState, all_summaries, write_summary
 from .notify import Notifier
@@ -104,6 +104,7 @@ class Daemon:
         self._dirty: set[str] = set()
         self._rejected: set[tuple[Path, str]] = set()
         self._last_tick = time.monotonic()
+        self._last_sample_at = self._last_tick
         self._session_fits: dict[str, tuple[int, float]] = {}
         self._cluster_waits: dict[str, int] = {}
 
@@ -181,10 +182,15 @@ class Daemon:
 
     def _watch_job(self) -> None:
         """Between ticks: act at once on a worker's exit or a stop signal (one waitpid),
-        and ping the systemd watchdog on time (from this loop: a stuck loop stops pinging)."""
-        self.notifier.maybe_watchdog(time.monotonic())
+        and ping the systemd watchdog on time (from this loop: a stuck loop stops pinging).
+        After a busy load sample, the confirming one comes early (see ``IdleGate.confirming``)."""
+        now = time.monotonic()
+        self.notifier.maybe_watchdog(now)
         if self.stop_signals or (self.worker is not None and self.worker.poll() is not None):
-            self.tick()
+            self.tick(now)
+        elif (self.worker is not None and self.suspended_since is None and self.gate.confirming
+              and now - self._last_sample_at >= self.settings.sample_interval * CONFIRM_FRACTION):
+            self.tick(now)
 
     def shutdown(self, code: int) -> None:
         self.exit_code = code
@@ -379,6 +385,7 @@ class Daemon:
                                if rate_fits > 0 and rate_time > 0 else None)
             rec.backend = ev.get("backend", rec.backend)
             rec.cluster_workers = ev.get("cluster_workers")
+            rec.processes = ev.get("processes")
             if rec.cluster_workers is not None:
                 self._cluster_waits.pop(rec.id, None)  # connected: the next loss waits briefly
         elif kind == "dispatching":
@@ -446,6 +453,7 @@ class Daemon:
     # --- idle gate -------------------------------------------------------------------------------
 
     def _apply_gate(self, now: float) -> None:
+        self._last_sample_at = now
         sample = self.sampler.sample()
         sample = LoadSample(at=now, other_load=sample.other_load, free_memory=sample.free_memory)
         decision = self.gate.update(sample, operator_paused_until=read_operator_pause(

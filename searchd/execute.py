@@ -90,6 +90,11 @@ class LocalRunner:
         self.ready = threading.Event()
         self.starter: threading.Thread | None = None
 
+    @property
+    def processes(self) -> int:
+        """How many processes fit now: 1 until the pool is ready, then the pool's size."""
+        return effective_n_jobs(self.n_jobs) if self.ready.is_set() else 1
+
     def _start_pool(self) -> None:
         n = effective_n_jobs(self.n_jobs)
         Parallel(n_jobs=self.n_jobs, initializer=guard.child_init,

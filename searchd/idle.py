@@ -25,6 +25,9 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: after a busy sample, the next one comes this fraction of ``sample_interval`` later
+CONFIRM_FRACTION = 0.25
+
 
 @dataclass(frozen=True)
 class LoadSample:
@@ -222,6 +225,11 @@ class _Hysteresis:
                     self.tripped, self.good_since = False, None
         return self.tripped
 
+    @property
+    def pending(self) -> bool:
+        """Some bad samples seen, not yet enough to trip."""
+        return not self.tripped and self._bad_count > 0
+
     def elapsed(self, at: float) -> str:
         """``for 4s`` of bad samples, or ``for 8s of 20s`` of the good ones needed to clear."""
         if self.bad_since is not None:
@@ -280,6 +288,17 @@ class IdleGate:
     def paused_since(self) -> float | None:
         """Monotonic time (a sample's ``at``) the current pause began; None while running."""
         return self._paused_since
+
+    @property
+    def confirming(self) -> bool:
+        """The last load sample was busy but the pause has not tripped yet.
+
+        The supervisor then samples again after a fraction of ``sample_interval``
+        (:data:`CONFIRM_FRACTION`): ``pause_after`` samples still decide, but the
+        confirming ones need not wait a whole interval each, so a pause lands within about
+        1.5 s of the load starting rather than 2-2.5 s.
+        """
+        return not self.ignore_load and self._load.pending
 
     def update(self, sample: LoadSample, *, operator_paused_until: float | None = None,
                now_wall: datetime | None = None) -> Decision:
@@ -419,4 +438,4 @@ def resume_tree(root_pid: int) -> int:
     return sum(_signal(p, "resume") for p in procs)
 
 
-__all__ = ["Decision", "IdleGate", "LoadSample", "LoadSampler", "resume_tree", "suspend_tree"]
+__all__ = ["CONFIRM_FRACTION", "Decision", "IdleGate", "LoadSample", "LoadSampler", "resume_tree", "suspend_tree"]

@@ -88,6 +88,9 @@ class JobRecord:
     backend: str = "local"
     #: Dask workers the scheduler reported while the job ran (None: local, or not connected)
     cluster_workers: int | None = None
+    #: local backend: processes fitting at the last report (1 while the worker fits alone,
+    #: n_jobs once joblib's pool runs; None: not started, or Dask)
+    processes: int | None = None
     updated_at: float = 0.0
 
     def to(self, new: JobState, error: str | None = None) -> bool:

@@ -133,6 +133,8 @@ class JobRun:
             models = {name: m.summary() for name, m in self.models.items()}
         self.events.send("progress", running=running, models=models,
                          backend="local" if self.cluster is None else "dask",
+                         processes=None if self.cluster is not None else
+                         (1 if self.runner is None else self.runner.processes),
                          cluster_workers=None if self.cluster is None else self.cluster.workers)
 
     def control_loop(self) -> None:

@@ -25,8 +25,11 @@ def reference_searches(job_file: Path, splits: list[Any]) -> dict[str, GridSearc
         scoring: list[str] | str | None = None
         if names:
             scoring = list(names) if len(names) > 1 else names[0]
+        # two processes pay for their start-up only on bigger grids; the scores are the same
+        n_jobs = 2 if m.n_candidates * len(splits) >= 100 else 1
         gs = GridSearchCV(build_template(job, m, ()), grid, cv=splits, scoring=scoring,
-                          refit=job.search.refit if job.search.multimetric else True, n_jobs=1)
+                          refit=job.search.refit if job.search.multimetric else True,
+                          n_jobs=n_jobs)
         out[m.name] = gs.fit(data.X_train, data.y_train)
     return out
 

@@ -58,8 +58,10 @@ def test_each_bad_job_is_invalid_with_its_reason_while_a_good_one_completes(env:
         assert rec["state"] == "invalid", (name, rec)
         assert reason in rec["error"], (name, rec["error"])
         assert name in rec["error"], (name, rec["error"])  # the error names the file
-    # validate gives the same one-line errors and a non-zero exit
-    for name, (_, reason) in BAD.items():
+    # validate gives the same one-line errors and a non-zero exit (a sample: each call
+    # imports scikit-learn, and the reasons come from the same code as the daemon's)
+    for name in ("syntax.toml", "os_system.toml", "unknown_param.toml", "missing_data.toml"):
+        reason = BAD[name][1]
         out = env.cli("validate", str(env.jobs / name))
         assert out.returncode != 0 and reason in out.stderr, (name, out.stderr)
         assert out.stderr.startswith("searchd: error: ") and "Traceback" not in out.stderr

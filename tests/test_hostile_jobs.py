@@ -666,6 +666,48 @@ WORKER: dict[str, tuple[str, str]] = {
 }
 
 
+#: the WORKER cases that also go through a real daemon (each costs a worker start, ~2 s):
+#: an import attempt, a nested one, and data files that are not what they claim
+THROUGH_DAEMON = ("os_system.toml", "marker.toml", "nested_est.toml", "csv_fifo.toml",
+                  "npz_cut.toml", "sparse.toml")
+
+
+def _worker_files(folder: Path) -> None:
+    """The data files the WORKER corpus names, beside the job files."""
+    (folder / "binary.bin").write_bytes(random.Random(2).randbytes(5000))
+    os.mkfifo(folder / "fifo.pipe")
+    import numpy as np
+    np.savez(folder / "d.npz", X=np.zeros((10, 2)), y=np.zeros(10))
+    (folder / "cut.npz").write_bytes((folder / "d.npz").read_bytes()[:100])
+    (folder / "d.npz").unlink()
+
+
+@pytest.fixture(scope="module")
+def worker_place(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("worker-corpus")
+    _worker_files(folder)
+    return folder
+
+
+@pytest.mark.parametrize("name", sorted(WORKER))
+def test_the_worker_corpus_is_invalid_with_its_reason(worker_place: Path, name: str) -> None:
+    """What the worker's checks say about each (in this process: the daemon runs a sample)."""
+    text, reason = WORKER[name]
+    path = worker_place / name
+    path.write_text(text)
+    try:
+        spec = parse_job(text.encode(), path, MAX_CANDIDATES)
+        with pytest.raises((JobSpecError, DataError)) as e:
+            for m in spec.models:
+                check_model(spec, m, ())
+            load_dataset(spec, is_classification(spec, ()))
+    finally:
+        path.unlink()
+    _check_message(e.value, path)
+    assert reason in str(e.value)
+    assert "evil_daemon_marker" not in sys.modules
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_the_daemon_survives_a_hostile_jobs_folder(env: Env, tmp_path: Path) -> None:
@@ -673,14 +715,11 @@ def test_the_daemon_survives_a_hostile_jobs_folder(env: Env, tmp_path: Path) -> 
     marker = tmp_path / "marker-imported"
     (env.root / "evil_daemon_marker.py").write_text(  # the worker's cwd is on its sys.path
         f"from pathlib import Path\nPath({str(marker)!r}).write_text('x')\nThing = object\n")
-    (jobs / "binary.bin").write_bytes(random.Random(2).randbytes(5000))
-    os.mkfifo(jobs / "fifo.pipe")
-    import numpy as np
-    np.savez(tmp_path / "d.npz", X=np.zeros((10, 2)), y=np.zeros(10))
-    (jobs / "cut.npz").write_bytes((tmp_path / "d.npz").read_bytes()[:100])
+    _worker_files(jobs)
     for name, (raw, _) in SUPERVISOR.items():
         (jobs / name).write_bytes(raw)
-    for name, (text, _) in WORKER.items():
+    worker = {name: WORKER[name] for name in THROUGH_DAEMON}
+    for name, (text, _) in worker.items():
         (jobs / name).write_text(text)
     # 50 MB: a valid job followed by a giant comment; refused without being read
     with open(jobs / "big.toml", "wb") as f:
@@ -720,7 +759,7 @@ def test_the_daemon_survives_a_hostile_jobs_folder(env: Env, tmp_path: Path) -> 
     assert cv["params"] == [{"C": -1.0}, {"C": 1.0}]
     assert cv["mean_test_score"][0] is None and cv["mean_test_score"][1] > 0.9  # NaN, like GSCV
     assert show["models"]["m"]["errors"] == 3
-    expected = {**SUPERVISOR, **WORKER, **{n: (b"", r) for n, r in links.items()}}
+    expected = {**SUPERVISOR, **worker, **{n: (b"", r) for n, r in links.items()}}
     for name, (_, reason) in expected.items():
         rec = status[name.rsplit(".", 1)[0]]
         assert rec["state"] == "invalid", (name, rec)

@@ -51,6 +51,20 @@ def test_pauses_after_exactly_pause_after_busy_samples() -> None:
     assert g.update(sample(6, 0.9)).reason == "other load 90% > 25% for 6s"
 
 
+def test_confirming_between_the_first_busy_sample_and_the_pause() -> None:
+    g = gate(pause_after=2)
+    assert not g.confirming
+    g.update(sample(0, 0.63))
+    assert g.confirming
+    g.update(sample(0.25, 0.1))  # a quiet sample ends the suspicion
+    assert not g.confirming
+    g.update(sample(1, 0.63))
+    assert g.confirming
+    assert not g.update(sample(1.25, 0.9)).run
+    assert not g.confirming  # tripped: nothing left to confirm
+    assert not gate(pause_after=2, ignore_load=True).confirming
+
+
 def test_load_at_the_limit_is_quiet() -> None:
     g = gate(pause_after=1)
     assert g.update(sample(0, 0.25)).run

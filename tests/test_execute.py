@@ -1,0 +1,69 @@
+"""LocalRunner: a small job is fitted by the worker alone; a bigger one moves to joblib's pool,
+and either way every task is evaluated exactly once, with the scores evaluate() gives."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.metrics import check_scoring
+from sklearn.model_selection import KFold
+from sklearn.neighbors import KNeighborsClassifier
+
+from searchd import execute
+from searchd.execute import LocalRunner, Task, evaluate
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def problem() -> tuple[Any, np.ndarray, np.ndarray, list[Any], Any, list[Task]]:
+    X, y = load_iris(return_X_y=True)
+    splits = list(KFold(3, shuffle=True, random_state=0).split(X, y))
+    template = KNeighborsClassifier()
+    scoring = check_scoring(template, scoring=["accuracy"])
+    tasks = [Task(i, f, {"n_neighbors": k}) for i, k in enumerate(range(1, 21))
+             for f in range(3)]
+    return template, X, y, splits, scoring, tasks
+
+
+def expected(template: Any, X: np.ndarray, y: np.ndarray, splits: list[Any], scoring: Any,
+             tasks: list[Task]) -> dict[tuple[int, int], dict[str, float] | None]:
+    return {(t.i, t.fold): evaluate(template, t.params, X, y, *splits[t.fold], scoring, t.i,
+                                    t.fold)[2] for t in tasks}
+
+
+def test_a_small_job_never_starts_the_pool() -> None:
+    template, X, y, splits, scoring, tasks = problem()
+    runner = LocalRunner(2)
+    got = {(i, f): s for i, f, s, _, _, err in
+           runner.stream(template, tasks, X, y, splits, scoring) if err is None}
+    assert got == expected(template, X, y, splits, scoring, tasks)
+    assert runner.starter is None and runner.processes == 1
+
+
+def test_a_bigger_job_hands_over_to_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(execute, "INLINE_SECONDS", 0.0)
+    template, X, y, splits, scoring, tasks = problem()
+    runner = LocalRunner(2)
+
+    def slow_tasks() -> Iterator[Task]:
+        yield from tasks[:5]  # fitted inline while the pool starts ...
+        assert runner.ready.wait(60), "the pool never started"
+        yield from tasks[5:]  # ... and the rest go to the pool
+
+    outcomes = list(runner.stream(template, slow_tasks(), X, y, splits, scoring))
+    assert sorted((i, f) for i, f, *_ in outcomes) == sorted((t.i, t.fold) for t in tasks)
+    assert {(i, f): s for i, f, s, *_ in outcomes} == expected(template, X, y, splits,
+                                                              scoring, tasks)
+    assert runner.processes == 2
+
+
+def test_one_job_means_no_pool_at_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(execute, "INLINE_SECONDS", 0.0)
+    template, X, y, splits, scoring, tasks = problem()
+    runner = LocalRunner(1)
+    assert len(list(runner.stream(template, tasks, X, y, splits, scoring))) == len(tasks)
+    assert runner.starter is None and runner.processes == 1
