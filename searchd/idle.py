@@ -438,4 +438,5 @@ def resume_tree(root_pid: int) -> int:
     return sum(_signal(p, "resume") for p in procs)
 
 
-__all__ = ["CONFIRM_FRACTION", "Decision", "IdleGate", "LoadSample", "LoadSampler", "resume_tree", "suspend_tree"]
+__all__ = ["CONFIRM_FRACTION", "Decision", "IdleGate", "LoadSample", "LoadSampler", "resume_tree",
+           "suspend_tree"]

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from conftest import REPO
 
 pytestmark = pytest.mark.timeout(600)
@@ -42,7 +41,7 @@ def test_quick_suite_runs_every_figure(tmp_path: Path) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGINT)  # its finally blocks stop the daemons it started
         text, _ = p.communicate(timeout=30)
-        raise AssertionError(f"bench.run --quick took over 9 minutes:\n{text[-3000:]}")
+        raise AssertionError(f"bench.run --quick took over 9 minutes:\n{text[-3000:]}") from None
     finally:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
