@@ -30,7 +30,7 @@ def pair_line(k: int, row: dict[str, Any]) -> None:
           f"s) | GS n_jobs=2 {gs2} | searchd {sd['search_seconds']:7.2f}s (proc "
           f"{sd['process_seconds']:.1f}s, start {sd['start_seconds']:.1f}s) | ratio "
           f"{row['ratio_search']:.3f} vs {row['faster']}, process {row['ratio_process']:.3f} | "
-          f"eff {row['eff_sd']:.3f} vs {row['eff_ref']:.3f} | ckpt "
+          f"eff {row['eff_sd']:.3f} vs {row['eff_ref']:.3f} ({row.get('eff_against', '')}) | ckpt "
           f"{100 * row['flush_share']:.2f}% | others' load {g1['other_load']:.1f}/"
           f"{g2.get('other_load', float('nan')):.1f}/{sd['other_load']:.1f} cores", flush=True)
 
@@ -76,7 +76,8 @@ def table(r: dict[str, Any]) -> str:
         e2 = [x["gs2"]["efficiency"] for x in p if "efficiency" in x["gs2"]]
         rows.append((f"(3) CPU efficiency, {name}", f">= ref - {GOAL_EFF}",
                      f"searchd {med([x['eff_sd'] for x in p]):.3f}",
-                     f"GS(faster) {med([x['eff_ref'] for x in p]):.3f}; GS1 "
+                     f"GS({', '.join(sorted({x.get('eff_against', '?') for x in p}))}) "
+                     f"{med([x['eff_ref'] for x in p]):.3f}; GS1 "
                      f"{med([x['gs1']['efficiency'] for x in p]):.3f}, GS2 "
                      + (f"{med(e2):.3f}" if e2 else "-"),
                      f"diff {mmm(diff, '{:+.3f}')}", _verdict(med(diff) >= -GOAL_EFF)))

@@ -60,6 +60,7 @@ def paired(w: Workload, tmp: Path, pairs: int, quick: bool) -> dict[str, Any]:
                 problems += [f"pair {k + 1}: {p}" for p in compare_scores(sd, r, built["expected"])]
         refs = [r for r in (r1, r2) if "search_seconds" in r]
         best = min(refs, key=lambda r: r["search_seconds"])
+        same = next((r for r in refs if r["n_jobs"] == sd["processes"]), best)
         row = {"gs1": _brief(r1), "gs2": _brief(r2) if "search_seconds" in r2 else
                {"note": skip2 if "timeout" not in r2 else f"> {r2['timeout']:.0f} s"},
                "sd": {k2: v for k2, v in sd.items() if k2 not in ("state_dir", "flushes")},
@@ -69,8 +70,11 @@ def paired(w: Workload, tmp: Path, pairs: int, quick: bool) -> dict[str, Any]:
                "ratio_search_1": sd["search_seconds"] / r1["search_seconds"],
                "ratio_search_2": (sd["search_seconds"] / r2["search_seconds"]
                                   if "search_seconds" in r2 else None),
-               "eff_sd": sd["efficiency"], "eff_ref": best["efficiency"],
-               "eff_diff": sd["efficiency"] - best["efficiency"],
+               # like for like: the reference run on as many processes as searchd fitted on
+               # (1 when its worker fitted a small job alone; else n_jobs=2)
+               "eff_sd": sd["efficiency"], "eff_ref": same["efficiency"],
+               "eff_against": f"n_jobs={same['n_jobs']}",
+               "eff_diff": sd["efficiency"] - same["efficiency"],
                "flush_share": sd["flush_share"], "flushes": len(sd["flushes"])}
         rows.append(row)
         _report.pair_line(k + 1, row)
