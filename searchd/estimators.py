@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import all_estimators
 
 from .errors import JobSpecError
+from .sklearn_names_table import MODULES
 from .spec import JobSpec, ModelSpec, Value, clip
 
 MODEL_STEP = "model"
@@ -28,6 +30,22 @@ MODEL_STEP = "model"
 @functools.cache
 def _public_estimators() -> dict[str, type]:
     return dict(all_estimators())
+
+
+def _indexed(name: str) -> type | None:
+    """The estimator ``name`` from the one module the table names, if it is there and
+    passes all_estimators' own test (a public, concrete BaseEstimator subclass)."""
+    module = MODULES.get(name)
+    if module is None:
+        return None
+    try:
+        cls = getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+    if (isinstance(cls, type) and issubclass(cls, BaseEstimator) and name != "BaseEstimator"
+            and not inspect.isabstract(cls)):
+        return cls
+    return None
 
 
 @functools.cache
@@ -40,7 +58,7 @@ def resolve(name: str, allow_modules: Sequence[str] = (), where: str = "") -> ty
     prefix = f"{where}: " if where else ""
     shown = clip(repr(name))  # the name comes from the file: any length, any characters
     if "." not in name:
-        cls = _public_estimators().get(name)
+        cls = _indexed(name) or _public_estimators().get(name)
         if cls is None:
             raise JobSpecError(f"{prefix}unknown estimator {shown} (not a public scikit-learn "
                                "estimator; give a dotted name for an allowed module)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,8 @@ from searchd.estimators import (
     is_classification,
     resolve,
 )
+from searchd.sklearn_names import public_module
+from searchd.sklearn_names_table import MODULES
 from searchd.spec import JobSpec, parse_job
 
 WHERE = "jobs/x.toml: models.m.estimator"
@@ -80,13 +83,47 @@ def import_spy(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 ])
 def test_resolve_public_estimators(name: str, cls: type, import_spy: list[str]) -> None:
     assert resolve(name) is cls
-    assert import_spy == []
+    # a short name imports the one public module the table names; a dotted one nothing
+    assert import_spy == ([] if "." in name else [MODULES[name]])
 
 
 def test_every_public_estimator_resolves_by_its_short_name() -> None:
     from sklearn.utils import all_estimators
     for name, cls in all_estimators():
         assert resolve(name) is cls
+
+
+def test_the_table_agrees_with_the_installed_scikit_learn() -> None:
+    """Every entry that the installed scikit-learn has gives all_estimators' class; most
+    public estimators are in the table (regenerate it when this fails on a new release)."""
+    from sklearn.utils import all_estimators
+    public = dict(all_estimators())
+    for name, module in MODULES.items():
+        if name in public:
+            assert public_module(name, public[name]) == module, name
+    assert len(set(public) & set(MODULES)) >= 0.9 * len(public)
+
+
+def test_a_short_name_does_not_import_all_of_scikit_learn() -> None:
+    code = ("from searchd import estimators; estimators.resolve('SVC'); "
+            "print(estimators._public_estimators.cache_info().currsize, "
+            "'sklearn.cluster' in __import__('sys').modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.split() == ["0", "False"]
+
+
+def test_a_stale_table_entry_falls_back_to_all_estimators(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    from sklearn.svm import SVC
+    monkeypatch.setitem(MODULES, "SVC", "sklearn.tree")  # moved, in some later version
+    assert resolve("SVC") is SVC
+    monkeypatch.setitem(MODULES, "KFold", "sklearn.model_selection")  # not an estimator
+    with pytest.raises(JobSpecError, match="unknown estimator 'KFold'"):
+        resolve("KFold")
+    monkeypatch.setitem(MODULES, "Nothing", "sklearn.no_such_module")
+    with pytest.raises(JobSpecError, match="unknown estimator 'Nothing'"):
+        resolve("Nothing")
 
 
 # --- resolve: what is refused -------------------------------------------------------------------
