@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         if "checkpoint" in only:
             print("\n== checkpoint: flush cost in-process", flush=True)
             sizes = (1_000, 10_000) if args.quick else (1_000, 10_000, 100_000)
-            report["checkpoint"] = _checkpoint.measure(sizes, deltas=5 if args.quick else 20,
+            report["checkpoint"] = _checkpoint.measure(sizes, deltas=20,
                                                        compactions=2 if args.quick else 5)
         if "first-fit" in only:
             print("\n== first-fit: job file written into a running daemon's jobs/", flush=True)
