@@ -76,25 +76,25 @@ grid = { n_estimators = { range = [5, 105, 5] } }
     quick=_job("sklearn:digits", """
 [models.svc]
 estimator = "SVC"
-grid = { C = { logspace = [-1, 1, 3] }, gamma = { logspace = [-4, -3, 2] } }
+grid = { C = { logspace = [-1, 1, 2] }, gamma = { logspace = [-4, -3, 2] } }
 
 [models.rf]
 estimator = "RandomForestClassifier"
 params = { random_state = 0, n_jobs = 1 }
-grid = { n_estimators = [10, 30, 50] }
+grid = { n_estimators = [10, 30] }
 """))
 
 MANY = Workload(
     "many", "iris, DecisionTreeClassifier over max_depth x min_samples_leaf x max_features, "
     "5,000 candidates x 5 folds = 25,000 fits of ~1 ms",
     full=_tree(50, 20, "[1, 2, 3, 4, { none = true }]"),
-    quick=_tree(10, 10, "[1, 2, 3, 4, { none = true }]"))  # 2,500 fits
+    quick=_tree(10, 4, "[1, 2, 3, 4, { none = true }]"))  # 1,000 fits
 
 BIG = Workload(
     "big", "iris, DecisionTreeClassifier, 20,000 candidates x 5 folds = 100,000 stored "
     "(candidate, fold) results",
     full=_tree(100, 50, "[1, 2, 3, 4]"),
-    quick=_tree(25, 20, "[1, 2, 3, 4]"),  # 10,000 results
+    quick=_tree(25, 10, "[1, 2, 3, 4]"),  # 5,000 results
     reference_n_jobs_2=False)
 
 #: for the kill-waste figure: fits of ~20-300 ms for about two minutes on 2 cores

@@ -90,11 +90,11 @@ def _brief(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def big(tmp: Path, quick: bool, reference: bool) -> dict[str, Any]:
-    """searchd alone on 100,000 results (quick: 10,000): the checkpoint's share of the run."""
+    """searchd alone on 100,000 results (quick: 5,000): the checkpoint's share of the run."""
     src = tmp / "src"
     src.mkdir(exist_ok=True)
     job_file = BIG.write(src, quick)
-    print(f"\n== big: searchd on {BIG.name} ({'10,000' if quick else '100,000'} results)",
+    print(f"\n== big: searchd on {BIG.name} ({'5,000' if quick else '100,000'} results)",
           flush=True)
     sd = run_searchd(job_file, tmp / "big-run", N_JOBS)
     out: dict[str, Any] = {"sd": {k: v for k, v in sd.items() if k != "state_dir"}}
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="1 pair (unless --pairs), smaller grids, short windows (CI smoke test)")
     ap.add_argument("--pairs", type=int, help="A/B pairs per workload (default 3; 1 with --quick)")
     ap.add_argument("--only", help=f"comma-separated subset of: {', '.join(FIGURES)}")
-    ap.add_argument("--kills", type=int, help="kill -9 trials (default 10; 3 with --quick)")
+    ap.add_argument("--kills", type=int, help="kill -9 trials (default 10; 2 with --quick)")
     ap.add_argument("--big-reference", action="store_true",
                     help="also time GridSearchCV(n_jobs=1) on big (~10 minutes)")
     ap.add_argument("--prototype", choices=("warm-pool", "inline-start", "inline-adaptive"),
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = [s for s in only if s not in FIGURES]
     if bad:
         ap.error(f"--only: unknown {', '.join(bad)} (choose from {', '.join(FIGURES)})")
-    kills = args.kills or (3 if args.quick else 10)
+    kills = args.kills or (2 if args.quick else 10)
     if args.prototype:
         os.environ["SEARCHD_BENCH_PROTOTYPE"] = args.prototype
         print(f"PROTOTYPE {args.prototype}: not searchd's own behaviour (bench/_inject)")
@@ -168,20 +168,20 @@ def main(argv: list[str] | None = None) -> int:
         if "first-fit" in only:
             print("\n== first-fit: job file written into a running daemon's jobs/", flush=True)
             report["first_fit"] = _daemon.first_fit(tmp / "first-fit", TINY.text(True),
-                                                    2 if args.quick else 8)
+                                                    1 if args.quick else 8)
         if "kill" in only:
             print(f"\n== kill: {kills} x kill -9 of the daemon's process group", flush=True)
             report["kill"] = _daemon.kill_waste(tmp / "kill", KILL_QUICK if args.quick else KILL,
                                                 kills,
-                                                max_delay=4.0 if args.quick else 10.0)
+                                                max_delay=2.0 if args.quick else 10.0)
         if "idle" in only:
-            trials = 2 if args.quick else 10
+            trials = 1 if args.quick else 10
             print(f"\n== idle: python -m bench.idle --trials {trials} --skip-supervisor",
                   flush=True)
             report["idle"] = _daemon.idle_latency(tmp, trials,
                                                   timeout=180 if args.quick else 900)
         if "footprint" in only:
-            window = 5.0 if args.quick else 30.0
+            window = 3.0 if args.quick else 30.0
             print(f"\n== footprint: supervisor idle and busy, {window:.0f} s each", flush=True)
             report["footprint"] = _daemon.footprint(tmp / "footprint", LONG, window)
     finally:

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from .plan import Scoring
 
 log = logging.getLogger(__name__)
+# distributed reports a closed connection at INFO with a traceback; searchd logs the loss of
+# the scheduler itself, in one line
+logging.getLogger("distributed.batched").setLevel(logging.WARNING)
 
 EXTRA_HINT = "pip install 'searchd[dask]'"
 #: part of the reason given to a job that asks for a cluster the daemon does not have
