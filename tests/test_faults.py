@@ -255,10 +255,9 @@ def test_kill_storm(env: Env) -> None:
     kinds: dict[str, int] = {}
     rates = []
     for _ in range(KILLS):
-        before = env.summary(job).get("fits_done", 0)
         start_fits, t0 = fits_logged(env, job), time.monotonic()
-        # let it make real progress, then kill at a random moment
-        env.wait_for(lambda b=before: env.summary(job).get("fits_done", 0) > b
+        # let it make real progress (a fit computed), then kill at a random moment
+        env.wait_for(lambda s=start_fits: fits_logged(env, job) > s
                      or env.summary(job).get("state") == "done", 120, "progress")
         if env.summary(job).get("state") == "done":
             break
