@@ -52,6 +52,12 @@ def evaluate(template: Any, params: dict[str, Any], X: np.ndarray, y: np.ndarray
     return i, fold, scores, fit_time, time.time() - start, None
 
 
+def _pool_args() -> dict[str, Any]:
+    """Parallel's arguments that decide which loky pool it gets: the same everywhere, so
+    that every call reuses the one pool (a difference would start a new one)."""
+    return {"initializer": guard.child_init, "initargs": (os.getpid(),)}
+
+
 def stream_local(template: Any, tasks: Iterable[Task], X: np.ndarray, y: np.ndarray,
                  splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring,
                  n_jobs: int) -> Iterator[Outcome]:
@@ -59,8 +65,7 @@ def stream_local(template: Any, tasks: Iterable[Task], X: np.ndarray, y: np.ndar
     calls = (delayed(evaluate)(template, t.params, X, y, *splits[t.fold], scoring, t.i, t.fold)
              for t in tasks)
     parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered",
-                        pre_dispatch="2*n_jobs", initializer=guard.child_init,
-                        initargs=(os.getpid(),))
+                        pre_dispatch="2*n_jobs", **_pool_args())
     yield from parallel(calls)
 
 
@@ -97,8 +102,7 @@ class LocalRunner:
 
     def _start_pool(self) -> None:
         n = effective_n_jobs(self.n_jobs)
-        Parallel(n_jobs=self.n_jobs, initializer=guard.child_init,
-                 initargs=(os.getpid(),))(delayed(_warm)() for _ in range(n))
+        Parallel(n_jobs=self.n_jobs, **_pool_args())(delayed(_warm)() for _ in range(n))
         self.ready.set()
 
     def stream(self, template: Any, tasks: Iterable[Task], X: np.ndarray, y: np.ndarray,
