@@ -144,6 +144,10 @@ def _stored(state: Path, job: str) -> int:
     return 0 if snap is None else sum(m.fits_done for m in snap["models"].values())
 
 
+#: the kill allowance's work: the fits of this many seconds before the kill
+KILL_WINDOW = 5.0
+
+
 def kill_waste(root: Path, job_text: str, kills: int, n_jobs: int = 2,
                max_delay: float = 10.0) -> dict[str, Any]:
     """``kills`` times: kill -9 the daemon's group at a random moment, restart it.
@@ -167,7 +171,13 @@ def kill_waste(root: Path, job_text: str, kills: int, n_jobs: int = 2,
             if not t_first:
                 raise SystemExit(f"bench.run: kill trial: no progress; see {root}/daemon.log")
             n0 = d.fits_logged(job)
-            time.sleep(random.uniform(0.0, max_delay))
+            # fits logged over time, for the rate just before the kill: the session's
+            # average would include the worker fitting alone before joblib's pool is up
+            seen = [(time.monotonic(), n0)]
+            until = time.monotonic() + random.uniform(0.0, max_delay)
+            while time.monotonic() < until:
+                time.sleep(min(0.05, max(0.0, until - time.monotonic())))
+                seen.append((time.monotonic(), d.fits_logged(job)))
             if d.summary(job).get("state") == "done":
                 jobs.append(f"killme{len(jobs)}")
                 lost_before = 0
@@ -177,8 +187,11 @@ def kill_waste(root: Path, job_text: str, kills: int, n_jobs: int = 2,
             t_kill = time.monotonic()
             d.kill()
             lost = d.fits_logged(job) - _stored(d.state, job)
+            t_from, n_from = next(((t, n) for t, n in seen if t >= t_kill - KILL_WINDOW),
+                                  seen[-1])
+            recent = (n1 - n_from) / (t_kill - t_from) if t_kill - t_from >= 1.0 else 0.0
             per_kill.append({"after_s": t_kill - t_first, "lost": lost - lost_before,
-                             "rate": (n1 - n0) / max(t_kill - t_first, 1e-9)})
+                             "rate": max((n1 - n0) / max(t_kill - t_first, 1e-9), recent)})
             lost_before = lost
             d.start()
         d.stop()
