@@ -88,7 +88,7 @@ MANY = Workload(
     "many", "iris, DecisionTreeClassifier over max_depth x min_samples_leaf x max_features, "
     "5,000 candidates x 5 folds = 25,000 fits of ~1 ms",
     full=_tree(50, 20, "[1, 2, 3, 4, { none = true }]"),
-    quick=_tree(10, 4, "[1, 2, 3, 4, { none = true }]"))  # 1,000 fits
+    quick=_tree(10, 2, "[1, 2, 3, 4, { none = true }]"))  # 500 fits
 
 BIG = Workload(
     "big", "iris, DecisionTreeClassifier, 20,000 candidates x 5 folds = 100,000 stored "

@@ -45,6 +45,8 @@ def paired(w: Workload, tmp: Path, pairs: int, quick: bool) -> dict[str, Any]:
           f"{pairs} pair(s)", flush=True)
     rows, problems = [], []
     skip2: str | None = None if w.reference_n_jobs_2 else "not run (DESIGN.md §6)"
+    if quick and skip2 is None:
+        skip2 = "not run with --quick"
     for k in range(pairs):
         r1 = run_reference(pkl, 1, tmp)
         r2: dict[str, Any] = {"skipped": skip2}

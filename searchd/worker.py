@@ -225,13 +225,13 @@ class JobRun:
                 if error is not None:
                     log.warning("%s: %s: candidate %s fold %d failed: %s", self.job_id, name,
                                 res.params[i], f, error)
-        self.finish_model(name, template)
 
     def finish_model(self, name: str, template: Any) -> None:
         """Pick the best candidate as GridSearchCV does, refit it on all training data."""
         res = self.models[name]
         assert self.data is not None
-        best = res.finish()
+        with self.lock:  # a flush may pickle the results meanwhile
+            best = res.finish()
         params = build_candidate(res.params[best], self.spec, self.allow, name)
         est = clone(template).set_params(**params)
         start = time.time()
@@ -278,10 +278,18 @@ class JobRun:
         templates = self.prepare()
         self.flush()
         threading.Thread(target=self.control_loop, name="control", daemon=True).start()
+        refit: _Refit | None = None
         try:
             for m in self.spec.models:
                 if self.models[m.name].state != DONE:
                     self.run_model(m.name, templates[m.name])
+                    # The best of this type is refitted while the next type's tasks already
+                    # run: no core idles through the refit (GridSearchCV leaves one idle).
+                    if refit is not None:
+                        refit.join()
+                    refit = _Refit(self, m.name, templates[m.name])
+            if refit is not None:
+                refit.join()
         except SearchdError:  # expected (e.g. the Dask cluster went away): main reports it
             self.flush()
             raise
@@ -298,6 +306,27 @@ class JobRun:
             self.cluster.close()
         self.events.send("done")
         return EXIT_DONE
+
+
+class _Refit:
+    """``JobRun.finish_model`` in a thread; ``join`` waits and re-raises what it raised."""
+
+    def __init__(self, run: JobRun, name: str, template: Any) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._target, args=(run, name, template),
+                                       name=f"refit-{name}", daemon=True)
+        self.thread.start()
+
+    def _target(self, run: JobRun, name: str, template: Any) -> None:
+        try:
+            run.finish_model(name, template)
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread by join()
+            self.error = e
+
+    def join(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def main(argv: list[str] | None = None) -> int:
