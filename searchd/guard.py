@@ -74,10 +74,30 @@ def child_init(parent: int) -> None:
     _watch_parent(parent)
 
 
-def end_children(timeout: float = 2.0) -> None:
-    """Terminate every descendant of this process, then kill what is left."""
+def is_resource_tracker(p: psutil.Process) -> bool:
+    """joblib/loky's (or multiprocessing's) resource tracker.
+
+    Both run ``-c "from ...resource_tracker import main; main(...)"``; matching that, not
+    just the word, spares a parent that mentions it.
+    """
     try:
-        children = psutil.Process().children(recursive=True)
+        return any("resource_tracker import main" in part for part in p.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def end_children(timeout: float = 2.0) -> None:
+    """Terminate every descendant of this process, then kill what is left; call just
+    before exiting.
+
+    Resource trackers are left alone: they ignore SIGTERM (waiting for them cost a whole
+    ``timeout`` at every exit), and each exits by itself, after removing what it tracks
+    (joblib's memory-mapped arrays, semaphores), once this process, the last holder of its
+    pipe, is gone. Killing one would leak those files.
+    """
+    try:
+        children = [c for c in psutil.Process().children(recursive=True)
+                    if not is_resource_tracker(c)]
     except psutil.Error:
         return
     for c in children:

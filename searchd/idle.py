@@ -21,6 +21,7 @@ import psutil
 from apscheduler.triggers.cron import CronTrigger
 
 from .errors import SettingsError
+from .guard import is_resource_tracker
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -376,18 +377,6 @@ def _parse_window(expr: str | None, tz: tzinfo | None) -> Any:
     return trigger
 
 
-def _is_resource_tracker(p: psutil.Process) -> bool:
-    """joblib/loky's resource tracker must keep running, or it cannot clean up after workers.
-
-    Both loky's and multiprocessing's trackers run ``-c "from ...resource_tracker import
-    main; main(...)"``; matching that, not just the word, spares a parent that mentions it.
-    """
-    try:
-        return any("resource_tracker import main" in part for part in p.cmdline())
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-
-
 def _signal(p: psutil.Process, action: str) -> bool:
     """``p.suspend()`` or ``p.resume()``; False if the process vanished or is not ours."""
     try:
@@ -407,7 +396,7 @@ def suspend_tree(root_pid: int, skip: Callable[[psutil.Process], bool] | None = 
     is listed again until nothing new shows up: a stopped process cannot fork, so no child
     escapes the pause by being born while we walk the tree.
     """
-    skip = _is_resource_tracker if skip is None else skip
+    skip = is_resource_tracker if skip is None else skip
     handled: set[int] = set()
     count = 0
     try:

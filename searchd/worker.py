@@ -342,6 +342,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--dask", metavar="ADDRESS", help="run the fits on this Dask scheduler")
     args = p.parse_args(argv)
+    # joblib's resource tracker outlives this process by a moment on purpose: it removes the
+    # semaphores and memory maps loky leaves at a fast exit. That is not worth a warning in
+    # the daemon's log (the tracker inherits this environment when the pool starts).
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [
+        os.environ.get("PYTHONWARNINGS"),
+        "ignore::UserWarning:joblib.externals.loky.backend.resource_tracker"]))
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format=os.environ.get("SEARCHD_LOG_FORMAT", "%(name)s: %(message)s"))
     guard.die_with_parent()

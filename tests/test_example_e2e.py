@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +24,14 @@ def test_example_job_end_to_end(env: Env) -> None:
     shutil.copy(REPO / "jobs" / "example.toml", env.jobs / "example.toml")
     run = env.cli("run", "--drain", "--ignore-load", "--checkpoint-interval", "1", timeout=200)
     assert run.returncode == 0, run.stderr[-3000:]
+    # joblib's resource tracker cleaned up after the worker: no semaphore or memory-map
+    # folder of its pool is left in /dev/shm, and it said nothing about leaks
+    [worker_pid] = re.findall(r"started worker pid (\d+)", run.stderr)
+    shm = Path("/dev/shm")
+    if shm.is_dir():
+        env.wait_for(lambda: not [n for n in os.listdir(shm) if f"-{worker_pid}-" in n
+                                  or f"_{worker_pid}_" in n], 10, "/dev/shm to be clean")
+    assert "leaked" not in run.stderr and "Traceback" not in run.stderr
 
     # state/ holds signed checkpoints and a readable summary
     job_dir = env.state / "example"
