@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,37 @@ from .plan import Scoring
 
 #: (candidate index, fold, {scorer: score} or None, fit seconds, score seconds, error)
 Outcome = tuple[int, int, dict[str, float] | None, float, float, str | None]
+
+
+def longest_first(pending: list[tuple[int, int]],
+                  seconds: Callable[[], np.ndarray]) -> Iterator[tuple[int, int]]:
+    """The pending (candidate, fold) tasks in an order that ends the search on short ones.
+
+    First one task of each candidate still missing a measured time, in grid order, which
+    measures them; then every other task, costliest candidate first (``seconds()``: each
+    candidate's mean task time so far, read when that phase starts; NaN counts as the
+    median). A search that ends on its longest fits leaves cores idle while they finish;
+    the longest-processing-time-first order keeps that tail short. The order changes
+    nothing else: every result is stored by (candidate, fold).
+    """
+    known = seconds()
+    first: list[tuple[int, int]] = []
+    rest: list[tuple[int, int]] = []
+    probed: set[int] = set()
+    for i, f in pending:
+        if np.isnan(known[i]) and i not in probed:
+            probed.add(i)
+            first.append((i, f))
+        else:
+            rest.append((i, f))
+    yield from first
+    if not rest:
+        return
+    est = seconds()
+    fill = float(np.nanmedian(est)) if not np.all(np.isnan(est)) else 0.0
+    est = np.where(np.isnan(est), fill, est)
+    # stable: equal costs keep grid order
+    yield from sorted(rest, key=lambda t: -est[t[0]])
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,12 @@ class ModelResults:
         idx = np.argwhere(~self.done)
         return [(int(i), int(f)) for i, f in idx]
 
+    def task_seconds(self) -> np.ndarray:
+        """Each candidate's mean fit + score seconds over its folds done so far (NaN: none)."""
+        took = np.where(self.done, self.fit_time + self.score_time, 0.0).sum(axis=1)
+        n = self.done.sum(axis=1)
+        return np.divide(took, n, out=np.full(len(n), np.nan), where=n > 0)
+
     def _mean(self, scorer: str) -> np.ndarray:
         # the same arithmetic as GridSearchCV (np.average), so scores match to the bit
         return np.average(self.scores[scorer], axis=1)

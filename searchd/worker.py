@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from .dask_backend import ClusterUnavailableError, DaskCluster, cluster_address
 from .data import Dataset, load_dataset
 from .errors import CheckpointError, DataError, JobSpecError, SearchdError, StateLockedError
 from .estimators import build_candidate, check_model, is_classification
-from .execute import LocalRunner, Task
+from .execute import LocalRunner, Task, longest_first
 from .jobfiles import frozen_spec
 from .plan import Scoring, content_key, new_results, splits
 from .results import DONE, RUNNING, ModelResults
@@ -206,7 +207,8 @@ class JobRun:
             if self.n_jobs > 0 and n_jobs > 0:
                 n_jobs = min(n_jobs, self.n_jobs)
             n_jobs = min(n_jobs, os.cpu_count() or 1)  # a job cannot ask for 10,000 processes
-            tasks = (Task(i, f, built[i]) for i, f in pending)
+            order = longest_first(pending, self._task_seconds(res))
+            tasks = (Task(i, f, built[i]) for i, f in order)
             if not self.dispatched:
                 self.dispatched = True
                 self.events.send("dispatching")  # the search proper starts now
@@ -225,6 +227,12 @@ class JobRun:
                 if error is not None:
                     log.warning("%s: %s: candidate %s fold %d failed: %s", self.job_id, name,
                                 res.params[i], f, error)
+
+    def _task_seconds(self, res: ModelResults) -> Callable[[], np.ndarray]:
+        def read() -> np.ndarray:
+            with self.lock:
+                return res.task_seconds()
+        return read
 
     def finish_model(self, name: str, template: Any) -> None:
         """Pick the best candidate as GridSearchCV does, refit it on all training data."""

@@ -14,7 +14,7 @@ from sklearn.model_selection import KFold
 from sklearn.neighbors import KNeighborsClassifier
 
 from searchd import execute
-from searchd.execute import LocalRunner, Task, evaluate
+from searchd.execute import LocalRunner, Task, evaluate, longest_first
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -67,3 +67,28 @@ def test_one_job_means_no_pool_at_all(monkeypatch: pytest.MonkeyPatch) -> None:
     runner = LocalRunner(1)
     assert len(list(runner.stream(template, tasks, X, y, splits, scoring))) == len(tasks)
     assert runner.starter is None and runner.processes == 1
+
+
+def test_longest_first_measures_each_candidate_then_runs_the_costliest_first() -> None:
+    pending = [(i, f) for i in range(4) for f in range(3)]
+    times = np.full(4, np.nan)
+
+    def seconds() -> np.ndarray:
+        return times.copy()
+
+    order = longest_first(pending, seconds)
+    first = [next(order) for _ in range(4)]
+    assert first == [(0, 0), (1, 0), (2, 0), (3, 0)]  # one task each, grid order
+    times[:] = [0.1, 2.0, np.nan, 0.5]  # candidate 2's time is not in yet: the median
+    rest = list(order)
+    assert rest == [(1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2), (0, 1), (0, 2)]
+    assert sorted(first + rest) == sorted(pending)  # every task exactly once
+
+
+def test_longest_first_on_a_resumed_model() -> None:
+    # candidates 0 and 1 were measured before the restart; 2 was not
+    pending = [(0, 2), (1, 1), (1, 2), (2, 0), (2, 1)]
+    times = np.array([3.0, 1.0, np.nan])
+    assert list(longest_first(pending, lambda: times)) == \
+        [(2, 0), (0, 2), (2, 1), (1, 1), (1, 2)]
+    assert list(longest_first([], lambda: times)) == []
