@@ -102,6 +102,11 @@ def stream_local(template: Any, tasks: Iterable[Task], X: np.ndarray, y: np.ndar
 
 #: seconds of fits the worker runs itself before it starts joblib's pool
 INLINE_SECONDS = 1.0
+#: ... or sooner, once the tasks left would take longer than this at the rate seen so far
+#: (about what starting the pool costs on 2 cores)
+POOL_WORTH_SECONDS = 2.0
+#: tasks the worker fits before it projects (the first fit of a type is often slower)
+PROJECT_AFTER = 3
 
 
 def _warm() -> None:
@@ -114,8 +119,9 @@ class LocalRunner:
 
     Starting joblib's loky processes (a fresh interpreter each, importing scikit-learn)
     takes 1–3 s on 2 cores: more than a whole tiny job. So the worker evaluates tasks
-    itself first; once ~1 s of fits shows the job is bigger than that, it starts the pool
-    in a thread (the fits go on meanwhile) and hands the remaining tasks to it. The pool
+    itself first; once its first fits show the tasks left would take longer than the pool's
+    start (or after ~1 s of fits), it starts the pool in a thread (the fits go on
+    meanwhile) and hands the remaining tasks to it. The pool
     then serves the job's later model types too. Scores are the same either way: each
     task is the same clone → set_params → fit → score.
     """
@@ -136,13 +142,25 @@ class LocalRunner:
         Parallel(n_jobs=self.n_jobs, **_pool_args())(delayed(_warm)() for _ in range(n))
         self.ready.set()
 
+    def _worth_a_pool(self, done: int, later_seconds: float, count: int | None) -> bool:
+        """~1 s of fits seen, or the ``count`` tasks would take longer than the pool's start
+        at the rate of those after the first."""
+        if self.inline_seconds >= INLINE_SECONDS:
+            return True
+        if count is None or done < PROJECT_AFTER:
+            return False
+        return later_seconds / (done - 1) * (count - done) >= POOL_WORTH_SECONDS
+
     def stream(self, template: Any, tasks: Iterable[Task], X: np.ndarray, y: np.ndarray,
-               splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring
-               ) -> Iterator[Outcome]:
+               splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring,
+               count: int | None = None) -> Iterator[Outcome]:
+        """Evaluate ``tasks`` (``count`` of them, if known), yielding as each finishes."""
         pending = iter(tasks)
         parallel = effective_n_jobs(self.n_jobs) > 1
+        done, later_seconds = 0, 0.0
         while not (parallel and self.ready.is_set()):
-            if parallel and self.starter is None and self.inline_seconds >= INLINE_SECONDS:
+            if parallel and self.starter is None and self._worth_a_pool(done, later_seconds,
+                                                                        count):
                 self.starter = threading.Thread(target=self._start_pool, name="pool-start",
                                                 daemon=True)
                 self.starter.start()
@@ -152,5 +170,8 @@ class LocalRunner:
             start = time.perf_counter()
             yield evaluate(template, task.params, X, y, *splits[task.fold], scoring, task.i,
                            task.fold)
-            self.inline_seconds += time.perf_counter() - start
+            took = time.perf_counter() - start
+            self.inline_seconds += took
+            later_seconds += took if done else 0.0
+            done += 1
         yield from stream_local(template, pending, X, y, splits, scoring, self.n_jobs)

@@ -217,7 +217,8 @@ class JobRun:
             else:
                 if self.runner is None or self.runner.n_jobs != n_jobs:
                     self.runner = LocalRunner(n_jobs)
-                outcomes = self.runner.stream(template, tasks, X, y, self.splits, scoring)
+                outcomes = self.runner.stream(template, tasks, X, y, self.splits, scoring,
+                                              count=len(pending))
             for i, f, scores, fit_time, score_time, error in outcomes:
                 with self.lock:
                     res.record(i, f, scores, fit_time, score_time, error)

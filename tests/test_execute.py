@@ -92,3 +92,25 @@ def test_longest_first_on_a_resumed_model() -> None:
     assert list(longest_first(pending, lambda: times)) == \
         [(2, 0), (0, 2), (2, 1), (1, 1), (1, 2)]
     assert list(longest_first([], lambda: times)) == []
+
+
+def test_the_pool_starts_once_the_work_left_outweighs_its_start() -> None:
+    r = LocalRunner(2)
+    assert not r._worth_a_pool(1, 0.0, 1000)  # one fit (often a slow first): no projection
+    assert not r._worth_a_pool(3, 0.002, 250)  # 1 ms fits, 247 left: 0.25 s, stay alone
+    assert r._worth_a_pool(3, 0.2, 250)  # 100 ms fits, 247 left: ~25 s, start the pool
+    assert not r._worth_a_pool(5, 0.2, None)  # count unknown: only the 1-second rule
+    r.inline_seconds = execute.INLINE_SECONDS
+    assert r._worth_a_pool(0, 0.0, None)
+
+
+def test_a_big_job_starts_the_pool_after_a_few_fits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(execute, "INLINE_SECONDS", 1000.0)  # only the projection can start it
+    monkeypatch.setattr(execute, "POOL_WORTH_SECONDS", 0.0)
+    template, X, y, splits, scoring, tasks = problem()
+    runner = LocalRunner(2)
+    stream = runner.stream(template, tasks, X, y, splits, scoring, count=len(tasks))
+    for _ in range(execute.PROJECT_AFTER + 1):
+        next(stream)
+    assert runner.starter is not None
+    assert len(list(stream)) == len(tasks) - execute.PROJECT_AFTER - 1
