@@ -22,7 +22,6 @@ from typing import Any
 
 import psutil
 
-from bench._pairs import INJECT
 from bench.overhead import clean_env
 
 
@@ -38,9 +37,6 @@ class Daemon:
 
     def start(self) -> None:
         env = clean_env()
-        if env.get("SEARCHD_BENCH_PROTOTYPE"):  # bench.run --prototype NAME
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(INJECT),
-                                                              env.get("PYTHONPATH")]))
         with open(self.root / "daemon.log", "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "searchd", "run", "--ignore-load", "--state",

@@ -1,54 +1,31 @@
-"""Where a searchd worker's start goes, and what a warm joblib pool would save.
+"""Where a searchd worker's start goes.
 
 Diagnostic for figures 1 (tiny) and 2 (time to first fit); not part of bench.run::
 
-    python -m bench._startup [--warm] [--job FILE]     # default: the tiny workload
+    python -m bench._startup [--job FILE] [--n-jobs N]     # default: the tiny workload
 
 It replays the worker's steps in one process with searchd's own functions and prints the
-time of each: imports, ``check_model`` (which calls ``sklearn.utils.all_estimators()``),
-data, candidates, then ``searchd.execute.stream_local`` over every task (first result and
-end). With ``--warm``, a thread starts joblib's pool (same n_jobs, initializer and initargs
-as stream_local, so joblib reuses it) before anything else is imported, as a worker could.
-Run it a few times alternating with and without ``--warm``: the machine is noisy.
+time of each: imports, ``check_model``, data, candidates, then
+``searchd.execute.LocalRunner.stream`` over every task (first result and end). Run it a
+few times: the machine is noisy.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 
 T0 = time.perf_counter()
-
-
-def _import(name: str) -> int:
-    import importlib
-
-    importlib.import_module(name)
-    return os.getpid()
 
 
 def main() -> None:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m bench._startup")
-    ap.add_argument("--warm", action="store_true", help="start joblib's pool first")
     ap.add_argument("--job", help="job file (default: the tiny workload)")
     ap.add_argument("--n-jobs", type=int, default=2)
     args = ap.parse_args()
-    from joblib import Parallel, delayed
-
-    from searchd import guard
-
-    warm = None
-    if args.warm:
-        def start_pool() -> None:
-            Parallel(n_jobs=args.n_jobs, initializer=guard.child_init,
-                     initargs=(os.getpid(),))(delayed(_import)("sklearn.base")
-                                              for _ in range(args.n_jobs))
-        warm = threading.Thread(target=start_pool)
-        warm.start()
     laps: list[tuple[str, float]] = []
     t = [time.perf_counter()]
 
@@ -64,7 +41,7 @@ def main() -> None:
     lap("import searchd.worker")
     from searchd.data import load_dataset
     from searchd.estimators import build_candidate, check_model, is_classification
-    from searchd.execute import Task, stream_local
+    from searchd.execute import LocalRunner, Task
     from searchd.plan import Scoring, candidates, splits
     from searchd.spec import load_job
 
@@ -76,22 +53,20 @@ def main() -> None:
     job = load_job(job_path, 100_000)
     model = job.models[0]
     template = check_model(job, model, ())
-    lap("check_model (all_estimators)")
+    lap("check_model")
     clf = is_classification(job, ())
     data = load_dataset(job, clf)
     cv = splits(job, data.X_train, data.y_train, clf)
     built = [build_candidate(c, job, (), "bench") for c in candidates(model)]
     tasks = [Task(i, f, p) for i, p in enumerate(built) for f in range(len(cv))]
     lap("data, splits, candidates")
-    if warm is not None:
-        warm.join()
-        lap("wait for the warm pool")
     dispatch = time.perf_counter()
     first = None
-    for _ in stream_local(template, iter(tasks), data.X_train, data.y_train, cv,
-                          Scoring(job, template), args.n_jobs):
+    runner = LocalRunner(args.n_jobs, data.X_train, data.y_train, cv)
+    for _ in runner.stream(template, tasks, Scoring(job, template), count=len(tasks)):
         first = first or time.perf_counter()
     end = time.perf_counter()
+    runner.close()
     assert first is not None
     for what, s in laps:
         print(f"{what:<32} {s:6.2f} s")
@@ -99,7 +74,7 @@ def main() -> None:
     print(f"{'search (dispatch -> end)':<32} {end - dispatch:6.2f} s   ({len(tasks)} tasks)")
     print(f"{'process start -> first result':<32} {first - T0:6.2f} s")
     print(f"{'process start -> end':<32} {end - T0:6.2f} s   (load {os.getloadavg()[0]:.1f}, "
-          f"{'warm' if args.warm else 'cold'} pool)")
+          f"pool {'used' if runner.ready.is_set() else 'not up in time'})")
 
 
 if __name__ == "__main__":

@@ -121,9 +121,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kills", type=int, help="kill -9 trials (default 10; 2 with --quick)")
     ap.add_argument("--big-reference", action="store_true",
                     help="also time GridSearchCV(n_jobs=1) on big (~10 minutes)")
-    ap.add_argument("--prototype", choices=("warm-pool", "inline-start", "inline-adaptive"),
-                    help="try a proposed fix in the daemon's worker, not searchd's behaviour "
-                    "(see bench/_inject/sitecustomize.py)")
     ap.add_argument("--json", type=Path, help="also write every figure to this file")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = ap.parse_args(argv)
@@ -135,9 +132,6 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         ap.error(f"--only: unknown {', '.join(bad)} (choose from {', '.join(FIGURES)})")
     kills = args.kills or (2 if args.quick else 10)
-    if args.prototype:
-        os.environ["SEARCHD_BENCH_PROTOTYPE"] = args.prototype
-        print(f"PROTOTYPE {args.prototype}: not searchd's own behaviour (bench/_inject)")
 
     import joblib
     import numpy
@@ -150,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"scikit-learn {env['sklearn']}, numpy {env['numpy']}, joblib {env['joblib']}, "
           f"Python {env['python']}, {env['cpus']} CPUs, load average {env['load_before']:.2f}")
     tmp = Path(tempfile.mkdtemp(prefix="searchd-bench-run-"))
-    report: dict[str, Any] = {"env": env, "quick": args.quick, "pairs": pairs,
-                              "prototype": args.prototype}
+    report: dict[str, Any] = {"env": env, "quick": args.quick, "pairs": pairs}
     try:
         # warm the page cache so the first run does not pay every cold import alone
         subprocess.run([sys.executable, "-c", "import searchd.worker, sklearn.ensemble, "

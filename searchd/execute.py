@@ -2,25 +2,36 @@
 
 Each task does what ``GridSearchCV`` does for one candidate and fold, with public
 scikit-learn API only: clone → set_params → fit → score. Results stream back as
-each task finishes (``joblib.Parallel(return_as="generator_unordered")``), so the
-worker can checkpoint them while the others still run.
+each task finishes, so the worker can checkpoint them while the others still run.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import os
+import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import effective_n_jobs
+from joblib.externals.loky import ProcessPoolExecutor
+from joblib.parallel import ParallelBackendBase
 from sklearn.base import clone
+from threadpoolctl import threadpool_limits
 
 from . import guard
 from .plan import Scoring
+
+log = logging.getLogger(__name__)
 
 #: (candidate index, fold, {scorer: score} or None, fit seconds, score seconds, error)
 Outcome = tuple[int, int, dict[str, float] | None, float, float, str | None]
@@ -83,95 +94,263 @@ def evaluate(template: Any, params: dict[str, Any], X: np.ndarray, y: np.ndarray
     return i, fold, scores, fit_time, time.time() - start, None
 
 
-def _pool_args() -> dict[str, Any]:
-    """Parallel's arguments that decide which loky pool it gets: the same everywhere, so
-    that every call reuses the one pool (a difference would start a new one)."""
-    return {"initializer": guard.child_init, "initargs": (os.getpid(),)}
-
-
-def stream_local(template: Any, tasks: Iterable[Task], X: np.ndarray, y: np.ndarray,
-                 splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring,
-                 n_jobs: int) -> Iterator[Outcome]:
-    """Run tasks on this machine with joblib's loky processes, yielding as each finishes."""
-    calls = (delayed(evaluate)(template, t.params, X, y, *splits[t.fold], scoring, t.i, t.fold)
-             for t in tasks)
-    parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered",
-                        pre_dispatch="2*n_jobs", **_pool_args())
-    yield from parallel(calls)
-
-
-#: seconds of fits the worker runs itself before it starts joblib's pool
+#: a batch sent to a pool process holds about this many seconds of tasks (fewer near the end)
+BATCH_SECONDS = 0.1
+#: and at most this many tasks
+MAX_BATCH = 500
+#: data bigger than this goes to the pool's processes as a memory map, not a copy each
+MMAP_BYTES = 32 * 2**20
+#: seconds of fits the worker runs alone before it starts its pool in any case
 INLINE_SECONDS = 1.0
 #: ... or sooner, once the tasks left would take longer than this at the rate seen so far
-#: (about what starting the pool costs on 2 cores)
+#: (starting a pool process costs about a second of the core it starts on)
 POOL_WORTH_SECONDS = 2.0
-#: tasks the worker fits before it projects (the first fit of a type is often slower)
-PROJECT_AFTER = 3
+_END = object()
+
+#: the pool process's copy of the job's (X, y, splits), set by its initializer
+_pool_data: tuple[Any, Any, list[tuple[np.ndarray, np.ndarray]]] | None = None
+
+
+def _pool_init(parent: int, data: Any) -> None:
+    """In each pool process: die with the worker, keep the job's data for every batch."""
+    global _pool_data
+    guard.child_init(parent)
+    _pool_data = joblib.load(data, mmap_mode="r") if isinstance(data, str) else data
 
 
 def _warm() -> None:
-    """A no-op task that makes each pool process start and import scikit-learn."""
-    import sklearn.base  # noqa: F401
+    """A no-op task: returns once a pool process is up."""
+
+
+def evaluate_batch(template: Any, scoring: Scoring, batch: list[Task]) -> list[Outcome]:
+    """In a pool process: ``evaluate`` each task on the data its initializer kept."""
+    assert _pool_data is not None, "not a searchd pool process"
+    X, y, splits = _pool_data
+    return [evaluate(template, t.params, X, y, *splits[t.fold], scoring, t.i, t.fold)
+            for t in batch]
+
+
+class _Stream:
+    """One ``LocalRunner.stream`` call: its tasks, taken by several threads, and the queue
+    their outcomes go to."""
+
+    def __init__(self, template: Any, scoring: Scoring, tasks: Iterable[Task],
+                 count: int | None) -> None:
+        self.template, self.scoring = template, scoring
+        self._it = iter(tasks)
+        self._lock = threading.Lock()
+        self.left = count
+        self.exhausted = False
+        self.out: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        #: threads putting outcomes (each ends with _END); only grows before the last _END
+        self.producers = 0
+        self.fed = False
+
+    def take(self, n: int = 1) -> list[Task]:
+        with self._lock:
+            if self.exhausted:
+                return []
+            got = list(itertools.islice(self._it, n))
+            if len(got) < n:
+                self.exhausted = True
+            if self.left is not None:
+                self.left = max(0, self.left - len(got))
+            return got
+
+    def close(self) -> None:
+        with self._lock:
+            self.exhausted = True
 
 
 class LocalRunner:
-    """Runs a job's tasks on this machine, without paying for a pool a small job never needs.
+    """Runs a job's tasks on this machine: in the worker itself and in n_jobs - 1 processes.
 
-    Starting joblib's loky processes (a fresh interpreter each, importing scikit-learn)
-    takes 1–3 s on 2 cores: more than a whole tiny job. So the worker evaluates tasks
-    itself first; once its first fits show the tasks left would take longer than the pool's
-    start (or after ~1 s of fits), it starts the pool in a thread (the fits go on
-    meanwhile) and hands the remaining tasks to it. The pool
-    then serves the job's later model types too. Scores are the same either way: each
-    task is the same clone → set_params → fit → score.
+    The worker process fits tasks itself, in a thread, from the first task on: it is
+    already running with scikit-learn imported. As soon as its fits show that the tasks
+    left are worth more than a pool's start (~2 s of them at the rate seen, or after 1 s
+    of fits), it starts n_jobs - 1 loky processes in the background (a fresh interpreter
+    each, importing scikit-learn: about a second of a core the idle gate found idle) and,
+    once they are up, feeds them batches of tasks from the same queue while it goes on
+    fitting. So no job waits for the pool, a small one never starts it, a big one runs on
+    one process fewer than ``GridSearchCV(n_jobs)`` starts, and the pool's processes get
+    the data once, at their start (a memory map if it is big), not with every task. The
+    pool serves the job's later model types too.
+
+    Scores are the same wherever a task runs: each is the same clone → set_params → fit →
+    score (``evaluate``). Results are handed over as each task finishes, whoever ran it.
     """
 
-    def __init__(self, n_jobs: int) -> None:
-        self.n_jobs = n_jobs
-        self.inline_seconds = 0.0
+    def __init__(self, n_jobs: int, X: np.ndarray, y: np.ndarray,
+                 splits: list[tuple[np.ndarray, np.ndarray]],
+                 scratch: Path | None = None) -> None:
+        self.n_jobs = effective_n_jobs(n_jobs)
+        self.X, self.y, self.splits = X, y, splits
+        self.scratch = scratch
         self.ready = threading.Event()
         self.starter: threading.Thread | None = None
+        self.start_error: BaseException | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        self._tasks_seen, self._seconds_seen = 0, 0.0
+        self.inline_seconds = 0.0
+        self._limits: Any = None
 
     @property
     def processes(self) -> int:
-        """How many processes fit now: 1 until the pool is ready, then the pool's size."""
-        return effective_n_jobs(self.n_jobs) if self.ready.is_set() else 1
+        """How many processes fit now: 1 until the pool is up, then n_jobs."""
+        return self.n_jobs if self.ready.is_set() and self.start_error is None else 1
+
+    # --- the pool --------------------------------------------------------------------------
+
+    def _pool_payload(self) -> Any:
+        """The data for the pool's initializer: itself, or a memory-mapped file's path."""
+        data = (self.X, self.y, self.splits)
+        size = self.X.nbytes + self.y.nbytes + sum(a.nbytes + b.nbytes for a, b in self.splits)
+        if self.scratch is None or size < MMAP_BYTES:
+            return data
+        self.scratch.mkdir(mode=0o700, exist_ok=True)
+        path = self.scratch / "data.joblib"
+        joblib.dump(data, path)
+        return str(path)
+
+    def start_pool(self) -> None:
+        """Start the pool's processes in the background, once (``ready`` says when done)."""
+        if self.n_jobs > 1 and self.starter is None:
+            self.starter = threading.Thread(target=self._start_pool, name="pool-start",
+                                            daemon=True)
+            self.starter.start()
 
     def _start_pool(self) -> None:
-        n = effective_n_jobs(self.n_jobs)
-        Parallel(n_jobs=self.n_jobs, **_pool_args())(delayed(_warm)() for _ in range(n))
-        self.ready.set()
+        try:
+            threads = max(1, (os.cpu_count() or 1) // self.n_jobs)
+            # what joblib gives its own workers: no oversubscription by BLAS/OpenMP threads
+            env = {var: os.environ.get(var, str(threads))
+                   for var in ParallelBackendBase.MAX_NUM_THREADS_VARS}
+            self._pool = ProcessPoolExecutor(max_workers=self.n_jobs - 1,
+                                             initializer=_pool_init,
+                                             initargs=(os.getpid(), self._pool_payload()),
+                                             env=env)
+            for f in [self._pool.submit(_warm) for _ in range(self.n_jobs - 1)]:
+                f.result()
+            # the worker's own fits now share the cores with the pool: the same limit
+            self._limits = threadpool_limits(limits=threads)
+            self.ready.set()
+        except Exception as e:  # noqa: BLE001 - e.g. no /dev/shm for loky's semaphores
+            log.warning("could not start the pool's processes (%s: %s); the worker fits "
+                        "every task itself", type(e).__name__, e)
+            self.start_error = e
+            self.ready.set()
 
-    def _worth_a_pool(self, done: int, later_seconds: float, count: int | None) -> bool:
-        """~1 s of fits seen, or the ``count`` tasks would take longer than the pool's start
-        at the rate of those after the first."""
+    def close(self) -> None:
+        """Stop the pool's processes (without waiting), remove its memory-mapped data."""
+        if self.starter is not None:
+            self.starter.join()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, kill_workers=True)
+            self._pool = None
+        if self._limits is not None:
+            self._limits.restore_original_limits()
+            self._limits = None
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    # --- a stream ----------------------------------------------------------------------------
+
+    def _worth_a_pool(self, done: int, seconds: float, left: int | None) -> bool:
+        """Start the pool once ~1 s of fits was done alone, or once the tasks left would take
+        longer than the pool's start at the rate of the ``done`` fits (``seconds``)."""
         if self.inline_seconds >= INLINE_SECONDS:
             return True
-        if count is None or done < PROJECT_AFTER:
-            return False
-        return later_seconds / (done - 1) * (count - done) >= POOL_WORTH_SECONDS
+        return left is not None and done > 0 and seconds / done * left >= POOL_WORTH_SECONDS
 
-    def stream(self, template: Any, tasks: Iterable[Task], X: np.ndarray, y: np.ndarray,
-               splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring,
+    def _batch(self, st: _Stream) -> int:
+        """Tasks per batch: ~BATCH_SECONDS of them at the rate seen, fewer near the end
+        (so that no process is left with a long batch while the others idle)."""
+        if not self._tasks_seen:
+            return 1
+        n = int(BATCH_SECONDS / max(self._seconds_seen / self._tasks_seen, 1e-6))
+        if st.left is not None:
+            n = min(n, st.left // (4 * self.n_jobs))
+        return max(1, min(n, MAX_BATCH))
+
+    def _add_feeder(self, st: _Stream) -> None:
+        """Start ``st``'s pool feeder (it waits for the pool, then hands it tasks)."""
+        if st.fed or self.n_jobs == 1:
+            return
+        st.fed = True
+        st.producers += 1
+        threading.Thread(target=self._feed, args=(st,), name="pool-feed", daemon=True).start()
+
+    def _inline(self, st: _Stream) -> None:
+        """The worker's own fits; it starts the pool once the job shows it is worth it."""
+        try:
+            done, seconds = 0, 0.0
+            while batch := st.take():
+                t = batch[0]
+                start = time.perf_counter()
+                outcome = evaluate(st.template, t.params, self.X, self.y, *self.splits[t.fold],
+                                   st.scoring, t.i, t.fold)
+                took = time.perf_counter() - start
+                st.out.put(outcome)
+                if not st.fed:
+                    done, seconds = done + 1, seconds + took
+                    self.inline_seconds += took
+                    if self.n_jobs > 1 and self._worth_a_pool(done, seconds, st.left):
+                        self.start_pool()
+                        self._add_feeder(st)
+        except BaseException as e:  # noqa: BLE001 - raised by the stream
+            st.out.put(e)
+        finally:
+            st.out.put(_END)
+
+    def _feed(self, st: _Stream) -> None:
+        """Keep each pool process busy with a batch and the next one queued."""
+        try:
+            while not self.ready.wait(0.01):
+                if st.exhausted:
+                    return
+            if self.start_error is not None:  # the worker's own thread does every task
+                return
+            pool = self._pool
+            assert pool is not None
+            inflight: set[Future[list[Outcome]]] = set()
+
+            def submit() -> None:
+                if batch := st.take(self._batch(st)):
+                    inflight.add(pool.submit(evaluate_batch, st.template, st.scoring, batch))
+
+            for _ in range(2 * (self.n_jobs - 1)):
+                submit()
+            while inflight:
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for f in done:
+                    inflight.discard(f)
+                    for outcome in f.result():
+                        st.out.put(outcome)
+                    submit()
+        except BaseException as e:  # noqa: BLE001 - e.g. a pool process was killed
+            st.out.put(e)
+        finally:
+            st.out.put(_END)
+
+    def stream(self, template: Any, tasks: Iterable[Task], scoring: Scoring,
                count: int | None = None) -> Iterator[Outcome]:
         """Evaluate ``tasks`` (``count`` of them, if known), yielding as each finishes."""
-        pending = iter(tasks)
-        parallel = effective_n_jobs(self.n_jobs) > 1
-        done, later_seconds = 0, 0.0
-        while not (parallel and self.ready.is_set()):
-            if parallel and self.starter is None and self._worth_a_pool(done, later_seconds,
-                                                                        count):
-                self.starter = threading.Thread(target=self._start_pool, name="pool-start",
-                                                daemon=True)
-                self.starter.start()
-            task = next(pending, None)
-            if task is None:
-                return
-            start = time.perf_counter()
-            yield evaluate(template, task.params, X, y, *splits[task.fold], scoring, task.i,
-                           task.fold)
-            took = time.perf_counter() - start
-            self.inline_seconds += took
-            later_seconds += took if done else 0.0
-            done += 1
-        yield from stream_local(template, pending, X, y, splits, scoring, self.n_jobs)
+        st = _Stream(template, scoring, tasks, count)
+        st.producers = 1
+        if self.starter is not None:  # an earlier model type started the pool
+            self._add_feeder(st)
+        threading.Thread(target=self._inline, args=(st,), name="fits", daemon=True).start()
+        ended = 0
+        try:
+            while ended < st.producers:
+                item = st.out.get()
+                if item is _END:
+                    ended += 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    self._tasks_seen += 1
+                    self._seconds_seen += item[3] + item[4]
+                    yield item
+        finally:
+            st.close()  # an error, or the consumer stopped: take no more tasks

@@ -89,7 +89,7 @@ class JobRecord:
     #: Dask workers the scheduler reported while the job ran (None: local, or not connected)
     cluster_workers: int | None = None
     #: local backend: processes fitting at the last report (1 while the worker fits alone,
-    #: n_jobs once joblib's pool runs; None: not started, or Dask)
+    #: n_jobs once its pool's processes are up; None: not started, or Dask)
     processes: int | None = None
     updated_at: float = 0.0
 

@@ -1,11 +1,11 @@
 """The worker: one process per running job, evaluating (candidate, fold) tasks.
 
 Started by the supervisor as ``python -m searchd.worker``. It loads the frozen
-spec and the data, resumes from the job's checkpoint, streams tasks through
-``joblib.Parallel(return_as="generator_unordered")`` (clone → set_params → fit →
-score, all public scikit-learn API), flushes a signed checkpoint at least every
-``checkpoint_interval`` seconds and at the end of each model type, and reports
-progress to the supervisor as JSON lines on a pipe.
+spec and the data, resumes from the job's checkpoint, evaluates tasks itself and in
+``n_jobs - 1`` loky processes (``execute.LocalRunner``; clone → set_params → fit →
+score, all public scikit-learn API), records each result as it arrives, flushes a
+signed checkpoint at least every ``checkpoint_interval`` seconds and at the end of each
+model type, and reports progress to the supervisor as JSON lines on a pipe.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -45,6 +46,7 @@ log = logging.getLogger("searchd.worker")
 EXIT_DONE, EXIT_INVALID, EXIT_LOCKED, EXIT_STOPPED = 0, 3, 5, 10
 EXIT_CLUSTER = 6  # the Dask scheduler is unreachable or was lost: the job waits
 FITS_LOG = "fits.log"
+POOL_DATA = "pool-data"  # a big X and y, memory-mapped by the pool's processes
 
 
 class Events:
@@ -215,10 +217,9 @@ class JobRun:
             if self.cluster is not None:
                 outcomes = self.cluster.stream(template, tasks, X, y, self.splits, scoring)
             else:
-                if self.runner is None or self.runner.n_jobs != n_jobs:
-                    self.runner = LocalRunner(n_jobs)
-                outcomes = self.runner.stream(template, tasks, X, y, self.splits, scoring,
-                                              count=len(pending))
+                if self.runner is None:
+                    self.runner = LocalRunner(n_jobs, X, y, self.splits, self.dir / POOL_DATA)
+                outcomes = self.runner.stream(template, tasks, scoring, count=len(pending))
             for i, f, scores, fit_time, score_time, error in outcomes:
                 with self.lock:
                     res.record(i, f, scores, fit_time, score_time, error)
@@ -313,6 +314,8 @@ class JobRun:
         self.progress()
         if self.cluster is not None:
             self.cluster.close()
+        if self.runner is not None:
+            self.runner.close()
         self.events.send("done")
         return EXIT_DONE
 
@@ -375,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with exclusive(job_dir / "job.lock", f"job {args.job}"):
             clean_temp_files(job_dir)
+            shutil.rmtree(job_dir / POOL_DATA, ignore_errors=True)  # a killed run's
             run = JobRun(job_dir, args.jobs, args.job, args.n_jobs, args.checkpoint_interval,
                          tuple(args.allow_module), args.max_candidates, events, args.dask)
             code = run.run()

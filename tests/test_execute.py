@@ -1,19 +1,22 @@
-"""LocalRunner: a small job is fitted by the worker alone; a bigger one moves to joblib's pool,
-and either way every task is evaluated exactly once, with the scores evaluate() gives."""
+"""LocalRunner: the worker fits tasks itself from the first one on, and in n_jobs - 1 pool
+processes once they are up; either way every task is evaluated exactly once, with the scores
+evaluate() gives."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import pytest
 from sklearn.datasets import load_iris
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import KFold
 from sklearn.neighbors import KNeighborsClassifier
 
-from searchd import execute
+from searchd import execute, guard
 from searchd.execute import LocalRunner, Task, evaluate, longest_first
 
 pytestmark = pytest.mark.timeout(120)
@@ -35,38 +38,144 @@ def expected(template: Any, X: np.ndarray, y: np.ndarray, splits: list[Any], sco
                                     t.fold)[2] for t in tasks}
 
 
-def test_a_small_job_never_starts_the_pool() -> None:
+def test_one_job_means_no_pool_at_all() -> None:
     template, X, y, splits, scoring, tasks = problem()
-    runner = LocalRunner(2)
-    got = {(i, f): s for i, f, s, _, _, err in
-           runner.stream(template, tasks, X, y, splits, scoring) if err is None}
+    runner = LocalRunner(1, X, y, splits)
+    got = {(i, f): s for i, f, s, _, _, err in runner.stream(template, tasks, scoring)
+           if err is None}
     assert got == expected(template, X, y, splits, scoring, tasks)
     assert runner.starter is None and runner.processes == 1
 
 
-def test_a_bigger_job_hands_over_to_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(execute, "INLINE_SECONDS", 0.0)
+def test_the_worker_fits_while_the_pool_starts_then_both_do(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(execute, "POOL_WORTH_SECONDS", 0.0)
     template, X, y, splits, scoring, tasks = problem()
-    runner = LocalRunner(2)
+    runner = LocalRunner(2, X, y, splits)
+    try:
+        def slow_tasks() -> Iterator[Task]:
+            yield from tasks[:5]  # fitted by the worker while the pool starts ...
+            assert runner.ready.wait(60), "the pool never started"
+            yield from tasks[5:]  # ... and the rest by both
 
-    def slow_tasks() -> Iterator[Task]:
-        yield from tasks[:5]  # fitted inline while the pool starts ...
-        assert runner.ready.wait(60), "the pool never started"
-        yield from tasks[5:]  # ... and the rest go to the pool
+        outcomes = list(runner.stream(template, slow_tasks(), scoring, count=len(tasks)))
+        assert sorted((i, f) for i, f, *_ in outcomes) == sorted((t.i, t.fold) for t in tasks)
+        assert {(i, f): s for i, f, s, *_ in outcomes} == expected(template, X, y, splits,
+                                                                  scoring, tasks)
+        assert runner.start_error is None and runner.processes == 2
+        # the same pool serves the next model type
+        pool = runner._pool
+        again = list(runner.stream(template, tasks[:7], scoring, count=7))
+        assert len(again) == 7 and runner._pool is pool
+    finally:
+        runner.close()
 
-    outcomes = list(runner.stream(template, slow_tasks(), X, y, splits, scoring))
-    assert sorted((i, f) for i, f, *_ in outcomes) == sorted((t.i, t.fold) for t in tasks)
-    assert {(i, f): s for i, f, s, *_ in outcomes} == expected(template, X, y, splits,
-                                                              scoring, tasks)
-    assert runner.processes == 2
 
-
-def test_one_job_means_no_pool_at_all(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(execute, "INLINE_SECONDS", 0.0)
+def test_a_small_job_never_starts_the_pool() -> None:
     template, X, y, splits, scoring, tasks = problem()
-    runner = LocalRunner(1)
-    assert len(list(runner.stream(template, tasks, X, y, splits, scoring))) == len(tasks)
+    runner = LocalRunner(2, X, y, splits)
+    got = {(i, f): s for i, f, s, *_ in runner.stream(template, tasks, scoring,
+                                                      count=len(tasks))}
+    assert got == expected(template, X, y, splits, scoring, tasks)
     assert runner.starter is None and runner.processes == 1
+
+
+def test_a_stream_does_not_wait_for_a_pool_still_starting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Done before the pool is up: the stream ends at once, the pool got no task to hold."""
+    monkeypatch.setattr(execute, "POOL_WORTH_SECONDS", 0.0)  # start it at the first fit
+    template, X, y, splits, scoring, tasks = problem()
+    runner = LocalRunner(2, X, y, splits)
+    try:
+        assert len(list(runner.stream(template, tasks[:6], scoring, count=6))) == 6
+        # six fits of ~1 ms end long before a pool process has imported scikit-learn
+        assert runner.starter is not None and not runner.ready.is_set()
+    finally:
+        runner.close()
+
+
+def test_the_pool_starts_once_the_work_left_outweighs_its_start() -> None:
+    X, y = load_iris(return_X_y=True)
+    r = LocalRunner(2, X, y, [])
+    assert not r._worth_a_pool(0, 0.0, 1000)  # nothing measured
+    assert not r._worth_a_pool(3, 0.003, 250)  # 1 ms fits, 250 left: 0.25 s, stay alone
+    assert r._worth_a_pool(1, 0.1, 150)  # a 100 ms fit, 150 left: ~15 s, start the pool
+    assert not r._worth_a_pool(5, 0.5, None)  # count unknown: only the 1-second rule
+    r.inline_seconds = execute.INLINE_SECONDS
+    assert r._worth_a_pool(0, 0.0, None)
+
+
+def test_batches_shrink_near_the_end() -> None:
+    X, y = load_iris(return_X_y=True)
+    runner = LocalRunner(2, X, y, [])
+    tasks = execute._Stream(None, None, [], 10_000)  # type: ignore[arg-type]
+    assert runner._batch(tasks) == 1  # nothing measured yet
+    runner._tasks_seen, runner._seconds_seen = 100, 0.1  # 1 ms tasks
+    assert runner._batch(tasks) == int(execute.BATCH_SECONDS / 0.001)
+    tasks.left = 40
+    assert runner._batch(tasks) == 40 // (4 * 2)
+    tasks.left = 3
+    assert runner._batch(tasks) == 1
+    runner._seconds_seen = 1e-9 * 100  # absurdly fast tasks: capped
+    tasks.left = None
+    assert runner._batch(tasks) == execute.MAX_BATCH
+
+
+def test_big_data_reaches_the_pool_as_a_memory_map(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(execute, "MMAP_BYTES", 0)
+    template, X, y, splits, scoring, tasks = problem()
+    scratch = tmp_path / "pool-data"
+    runner = LocalRunner(2, X, y, splits, scratch)
+    try:
+        runner.start_pool()
+        assert runner.ready.wait(60) and runner.start_error is None
+        assert (scratch / "data.joblib").is_file()
+        assert runner._pool is not None
+        got = runner._pool.submit(execute.evaluate_batch, template, scoring, tasks[:4]).result()
+        want = expected(template, X, y, splits, scoring, tasks[:4])
+        assert {(i, f): s for i, f, s, *_ in got} == want
+    finally:
+        runner.close()
+    assert not scratch.exists()
+
+
+def test_a_killed_pool_process_fails_the_stream_loudly() -> None:
+    template, X, y, splits, scoring, tasks = problem()
+    runner = LocalRunner(2, X, y, splits)
+    try:
+        runner.start_pool()  # up before the stream, so the pool gets work from the start
+        assert runner.ready.wait(60) and runner.start_error is None
+        stream = runner.stream(template, tasks * 100, scoring)
+        for _ in range(50):
+            next(stream)
+        for p in psutil.Process().children():  # the pool's process, busy with a batch
+            if not guard.is_resource_tracker(p):
+                p.kill()
+        with pytest.raises(Exception, match="(?i)terminated|broken"):
+            for _ in stream:
+                pass
+    finally:
+        runner.close()
+
+
+def test_no_pool_no_problem(monkeypatch: pytest.MonkeyPatch,
+                            caplog: pytest.LogCaptureFixture) -> None:
+    """If the pool cannot start (say /dev/shm is missing), the worker does every task."""
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(execute, "ProcessPoolExecutor", refuse)
+    template, X, y, splits, scoring, tasks = problem()
+    runner = LocalRunner(2, X, y, splits)
+    runner.start_pool()
+    assert runner.ready.wait(10)
+    got = {(i, f): s for i, f, s, *_ in runner.stream(template, tasks, scoring)}
+    assert got == expected(template, X, y, splits, scoring, tasks)
+    assert runner.processes == 1
+    assert "could not start the pool's processes" in caplog.text
+    assert "No space left on device" in caplog.text
+    runner.close()
 
 
 def test_longest_first_measures_each_candidate_then_runs_the_costliest_first() -> None:
@@ -92,25 +201,3 @@ def test_longest_first_on_a_resumed_model() -> None:
     assert list(longest_first(pending, lambda: times)) == \
         [(2, 0), (0, 2), (2, 1), (1, 1), (1, 2)]
     assert list(longest_first([], lambda: times)) == []
-
-
-def test_the_pool_starts_once_the_work_left_outweighs_its_start() -> None:
-    r = LocalRunner(2)
-    assert not r._worth_a_pool(1, 0.0, 1000)  # one fit (often a slow first): no projection
-    assert not r._worth_a_pool(3, 0.002, 250)  # 1 ms fits, 247 left: 0.25 s, stay alone
-    assert r._worth_a_pool(3, 0.2, 250)  # 100 ms fits, 247 left: ~25 s, start the pool
-    assert not r._worth_a_pool(5, 0.2, None)  # count unknown: only the 1-second rule
-    r.inline_seconds = execute.INLINE_SECONDS
-    assert r._worth_a_pool(0, 0.0, None)
-
-
-def test_a_big_job_starts_the_pool_after_a_few_fits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(execute, "INLINE_SECONDS", 1000.0)  # only the projection can start it
-    monkeypatch.setattr(execute, "POOL_WORTH_SECONDS", 0.0)
-    template, X, y, splits, scoring, tasks = problem()
-    runner = LocalRunner(2)
-    stream = runner.stream(template, tasks, X, y, splits, scoring, count=len(tasks))
-    for _ in range(execute.PROJECT_AFTER + 1):
-        next(stream)
-    assert runner.starter is not None
-    assert len(list(stream)) == len(tasks) - execute.PROJECT_AFTER - 1

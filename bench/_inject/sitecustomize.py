@@ -5,18 +5,7 @@ $SEARCHD_BENCH_FLUSH_LOG naming a file. Python imports ``sitecustomize`` at star
 every process of the daemon's tree; only a process that imports ``searchd.checkpoint``
 (the worker) gets its ``ResultsCheckpoint.flush`` and ``CheckpointStore.write`` wrapped.
 Each call appends one JSON line: start (epoch s), seconds, bytes, kind (delta, base,
-model, none), results then held in deltas and in the base. searchd's code is unchanged.
-
-$SEARCHD_BENCH_PROTOTYPE (``bench.run --prototype NAME``) tries a proposed fix in the real
-daemon; it is not what searchd does:
-
-- ``warm-pool``: the worker starts joblib's pool in a thread as its very first step;
-- ``inline-start``: ``searchd.execute.stream_local`` starts the pool in a thread and
-  evaluates tasks in the worker process itself until the pool is up, then hands the rest
-  to the pool (a small job may finish before the pool is needed);
-- ``inline-adaptive``: the same, but the pool is started only once the worker has spent
-  ``INLINE_SECONDS`` evaluating tasks itself: a job smaller than that never starts it.
-"""
+model, none), results then held in deltas and in the base. searchd's code is unchanged."""
 
 from __future__ import annotations
 
@@ -30,7 +19,6 @@ import time
 from typing import Any
 
 _LOG = os.environ.get("SEARCHD_BENCH_FLUSH_LOG")
-_PROTOTYPE = os.environ.get("SEARCHD_BENCH_PROTOTYPE", "")
 _lock = threading.Lock()
 
 
@@ -42,12 +30,6 @@ def _write(rec: dict[str, Any]) -> None:
 
 
 def _patch(mod: Any) -> None:
-    if mod.__name__ == "searchd.execute":
-        if _PROTOTYPE == "inline-start":
-            _inline_start(mod)
-        elif _PROTOTYPE == "inline-adaptive":
-            _inline_start(mod, INLINE_SECONDS)
-        return
     if not _LOG:
         return
     if mod.__name__ == "searchd.checkpoint":
@@ -90,50 +72,8 @@ class _Loader(importlib.abc.Loader):
         _patch(module)
 
 
-def _start_pool(n_jobs: int, parent: int) -> None:
-    """joblib's loky pool with stream_local's exact arguments, so that it is reused."""
-    import importlib
-
-    from joblib import Parallel, delayed
-
-    from searchd import guard
-    Parallel(n_jobs=n_jobs, initializer=guard.child_init, initargs=(parent,))(
-        delayed(importlib.import_module)("sklearn.base") for _ in range(max(n_jobs, 1)))
-
-
-INLINE_SECONDS = 1.0
-
-
-def _inline_start(mod: Any, delay: float = 0.0) -> None:
-    real = mod.stream_local
-    ready = threading.Event()
-    started: list[threading.Thread] = []
-    inline = [0.0]  # seconds spent evaluating tasks in this process
-
-    def stream_local(template: Any, tasks: Any, X: Any, y: Any, splits: Any, scoring: Any,
-                     n_jobs: int) -> Any:
-        tasks = iter(tasks)
-        while not ready.is_set():
-            if not started and inline[0] >= delay:
-                def start() -> None:
-                    _start_pool(n_jobs, os.getpid())
-                    ready.set()
-                started.append(threading.Thread(target=start, name="bench-pool", daemon=True))
-                started[0].start()
-            t = next(tasks, None)
-            if t is None:
-                return
-            t0 = time.perf_counter()
-            out = mod.evaluate(template, t.params, X, y, *splits[t.fold], scoring, t.i, t.fold)
-            inline[0] += time.perf_counter() - t0
-            yield out
-        yield from real(template, tasks, X, y, splits, scoring, n_jobs)
-
-    mod.stream_local = stream_local
-
-
 class _Finder(importlib.abc.MetaPathFinder):
-    names = ("searchd.checkpoint", "searchd.store", "searchd.execute")
+    names = ("searchd.checkpoint", "searchd.store")
 
     def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
         if name not in self.names:
@@ -144,10 +84,5 @@ class _Finder(importlib.abc.MetaPathFinder):
         return spec
 
 
-_argv = list(getattr(sys, "orig_argv", []))
-if _LOG or _PROTOTYPE:
+if _LOG:
     sys.meta_path.insert(0, _Finder())
-if _PROTOTYPE == "warm-pool" and "searchd.worker" in _argv:
-    _n = int(_argv[_argv.index("--n-jobs") + 1]) if "--n-jobs" in _argv else -1
-    threading.Thread(target=_start_pool, args=(_n, os.getpid()), name="bench-pool",
-                     daemon=True).start()
