@@ -144,7 +144,8 @@ class _Stream:
         self.out: queue.SimpleQueue[Any] = queue.SimpleQueue()
         #: threads putting outcomes (each ends with _END); only grows before the last _END
         self.producers = 0
-        self.fed = False
+        self.fed = False  # the pool's feeder is started (it may still wait for the pool)
+        self.done, self.seconds = 0, 0.0  # fits run in the worker before that, and their time
 
     def take(self, n: int = 1) -> list[Task]:
         with self._lock:
@@ -165,10 +166,10 @@ class _Stream:
 class LocalRunner:
     """Runs a job's tasks on this machine: in the worker itself and in n_jobs - 1 processes.
 
-    The worker process fits tasks itself, in a thread, from the first task on: it is
-    already running with scikit-learn imported. As soon as its fits show that the tasks
-    left are worth more than a pool's start (~2 s of them at the rate seen, or after 1 s
-    of fits), it starts n_jobs - 1 loky processes in the background (a fresh interpreter
+    The worker process fits tasks itself from the first task on: it is already running,
+    with scikit-learn imported. As soon as its fits show that the tasks left are worth
+    more than a pool's start (~2 s of them at the rate seen, or after 1 s of fits), it
+    starts n_jobs - 1 loky processes in the background (a fresh interpreter
     each, importing scikit-learn: about a second of a core the idle gate found idle) and,
     once they are up, feeds them batches of tasks from the same queue while it goes on
     fitting. So no job waits for the pool, a small one never starts it, a big one runs on
@@ -280,23 +281,25 @@ class LocalRunner:
         st.producers += 1
         threading.Thread(target=self._feed, args=(st,), name="pool-feed", daemon=True).start()
 
+    def _fit(self, st: _Stream, t: Task) -> Outcome:
+        """One task in this process; until the pool runs, decide whether to start it."""
+        start = time.perf_counter()
+        outcome = evaluate(st.template, t.params, self.X, self.y, *self.splits[t.fold],
+                           st.scoring, t.i, t.fold)
+        if not st.fed:
+            took = time.perf_counter() - start
+            st.done, st.seconds = st.done + 1, st.seconds + took
+            self.inline_seconds += took
+            if self.n_jobs > 1 and self._worth_a_pool(st.done, st.seconds, st.left):
+                self.start_pool()
+                self._add_feeder(st)
+        return outcome
+
     def _inline(self, st: _Stream) -> None:
-        """The worker's own fits; it starts the pool once the job shows it is worth it."""
+        """The worker's own fits, in a thread beside the pool's feeder."""
         try:
-            done, seconds = 0, 0.0
             while batch := st.take():
-                t = batch[0]
-                start = time.perf_counter()
-                outcome = evaluate(st.template, t.params, self.X, self.y, *self.splits[t.fold],
-                                   st.scoring, t.i, t.fold)
-                took = time.perf_counter() - start
-                st.out.put(outcome)
-                if not st.fed:
-                    done, seconds = done + 1, seconds + took
-                    self.inline_seconds += took
-                    if self.n_jobs > 1 and self._worth_a_pool(done, seconds, st.left):
-                        self.start_pool()
-                        self._add_feeder(st)
+                st.out.put(self._fit(st, batch[0]))
         except BaseException as e:  # noqa: BLE001 - raised by the stream
             st.out.put(e)
         finally:
@@ -334,14 +337,24 @@ class LocalRunner:
 
     def stream(self, template: Any, tasks: Iterable[Task], scoring: Scoring,
                count: int | None = None) -> Iterator[Outcome]:
-        """Evaluate ``tasks`` (``count`` of them, if known), yielding as each finishes."""
+        """Evaluate ``tasks`` (``count`` of them, if known), yielding as each finishes.
+
+        Until the pool is needed the worker fits in this thread, with no hand-over between
+        threads (a small job runs exactly so); from then on its fits run in a thread, so
+        that the pool's results are recorded as they come, not after a long fit.
+        """
         st = _Stream(template, scoring, tasks, count)
-        st.producers = 1
         if self.starter is not None:  # an earlier model type started the pool
             self._add_feeder(st)
-        threading.Thread(target=self._inline, args=(st,), name="fits", daemon=True).start()
-        ended = 0
         try:
+            while not st.fed:
+                batch = st.take()
+                if not batch:
+                    return
+                yield self._record(self._fit(st, batch[0]))
+            st.producers += 1
+            threading.Thread(target=self._inline, args=(st,), name="fits", daemon=True).start()
+            ended = 0
             while ended < st.producers:
                 item = st.out.get()
                 if item is _END:
@@ -349,8 +362,11 @@ class LocalRunner:
                 elif isinstance(item, BaseException):
                     raise item
                 else:
-                    self._tasks_seen += 1
-                    self._seconds_seen += item[3] + item[4]
-                    yield item
+                    yield self._record(item)
         finally:
             st.close()  # an error, or the consumer stopped: take no more tasks
+
+    def _record(self, outcome: Outcome) -> Outcome:
+        self._tasks_seen += 1
+        self._seconds_seen += outcome[3] + outcome[4]
+        return outcome
