@@ -194,6 +194,8 @@ class LocalRunner:
         self._tasks_seen, self._seconds_seen = 0, 0.0
         self.inline_seconds = 0.0
         self._limits: Any = None
+        self._lock = threading.Lock()
+        self._closed = False
 
     @property
     def processes(self) -> int:
@@ -226,28 +228,34 @@ class LocalRunner:
             # what joblib gives its own workers: no oversubscription by BLAS/OpenMP threads
             env = {var: os.environ.get(var, str(threads))
                    for var in ParallelBackendBase.MAX_NUM_THREADS_VARS}
-            self._pool = ProcessPoolExecutor(max_workers=self.n_jobs - 1,
-                                             initializer=_pool_init,
-                                             initargs=(os.getpid(), self._pool_payload()),
-                                             env=env)
-            for f in [self._pool.submit(_warm) for _ in range(self.n_jobs - 1)]:
+            pool = ProcessPoolExecutor(max_workers=self.n_jobs - 1, initializer=_pool_init,
+                                       initargs=(os.getpid(), self._pool_payload()), env=env)
+            for f in [pool.submit(_warm) for _ in range(self.n_jobs - 1)]:
                 f.result()
+            with self._lock:
+                if self._closed:  # the job ended while the pool started
+                    pool.shutdown(wait=False, kill_workers=True)
+                    return
+                self._pool = pool
             # the worker's own fits now share the cores with the pool: the same limit
             self._limits = threadpool_limits(limits=threads)
             self.ready.set()
         except Exception as e:  # noqa: BLE001 - e.g. no /dev/shm for loky's semaphores
+            if self._closed:  # the job ended meanwhile: nothing to say
+                return
             log.warning("could not start the pool's processes (%s: %s); the worker fits "
                         "every task itself", type(e).__name__, e)
             self.start_error = e
             self.ready.set()
 
     def close(self) -> None:
-        """Stop the pool's processes (without waiting), remove its memory-mapped data."""
-        if self.starter is not None:
-            self.starter.join()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, kill_workers=True)
-            self._pool = None
+        """Stop the pool's processes (without waiting for them, nor for a pool still
+        starting: it stops itself once up), remove its memory-mapped data."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, kill_workers=True)
         if self._limits is not None:
             self._limits.restore_original_limits()
             self._limits = None
