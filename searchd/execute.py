@@ -145,7 +145,8 @@ class _Stream:
         #: threads putting outcomes (each ends with _END); only grows before the last _END
         self.producers = 0
         self.fed = False  # the pool's feeder is started (it may still wait for the pool)
-        self.done, self.seconds = 0, 0.0  # fits run in the worker before that, and their time
+        #: fits run in the worker before that, and the seconds of those after the first
+        self.done, self.later = 0, 0.0
 
     def take(self, n: int = 1) -> list[Task]:
         with self._lock:
@@ -264,12 +265,13 @@ class LocalRunner:
 
     # --- a stream ----------------------------------------------------------------------------
 
-    def _worth_a_pool(self, done: int, seconds: float, left: int | None) -> bool:
+    def _worth_a_pool(self, done: int, later: float, left: int | None) -> bool:
         """Start the pool once ~1 s of fits was done alone, or once the tasks left would take
-        longer than the pool's start at the rate of the ``done`` fits (``seconds``)."""
+        longer than the pool's start at the rate of the ``done`` fits but the first (often
+        slower: caches, lazy imports); ``later`` is those fits' seconds."""
         if self.inline_seconds >= INLINE_SECONDS:
             return True
-        return left is not None and done > 0 and seconds / done * left >= POOL_WORTH_SECONDS
+        return left is not None and done >= 2 and later / (done - 1) * left >= POOL_WORTH_SECONDS
 
     def _batch(self, st: _Stream) -> int:
         """Tasks per batch: ~BATCH_SECONDS of them at the rate seen, fewer near the end
@@ -296,9 +298,10 @@ class LocalRunner:
                            st.scoring, t.i, t.fold)
         if not st.fed:
             took = time.perf_counter() - start
-            st.done, st.seconds = st.done + 1, st.seconds + took
+            st.later += took if st.done else 0.0
+            st.done += 1
             self.inline_seconds += took
-            if self.n_jobs > 1 and self._worth_a_pool(st.done, st.seconds, st.left):
+            if self.n_jobs > 1 and self._worth_a_pool(st.done, st.later, st.left):
                 self.start_pool()
                 self._add_feeder(st)
         return outcome

@@ -98,8 +98,9 @@ def test_the_pool_starts_once_the_work_left_outweighs_its_start() -> None:
     X, y = load_iris(return_X_y=True)
     r = LocalRunner(2, X, y, [])
     assert not r._worth_a_pool(0, 0.0, 1000)  # nothing measured
-    assert not r._worth_a_pool(3, 0.003, 250)  # 1 ms fits, 250 left: 0.25 s, stay alone
-    assert r._worth_a_pool(1, 0.1, 150)  # a 100 ms fit, 150 left: ~15 s, start the pool
+    assert not r._worth_a_pool(1, 0.0, 1000)  # only the first fit (often slow): no projection
+    assert not r._worth_a_pool(3, 0.002, 250)  # 1 ms fits, 250 left: 0.25 s, stay alone
+    assert r._worth_a_pool(2, 0.1, 150)  # a 100 ms fit after the first, 150 left: ~15 s
     assert not r._worth_a_pool(5, 0.5, None)  # count unknown: only the 1-second rule
     r.inline_seconds = execute.INLINE_SECONDS
     assert r._worth_a_pool(0, 0.0, None)
