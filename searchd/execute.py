@@ -194,7 +194,8 @@ class LocalRunner:
         self._pool: ProcessPoolExecutor | None = None
         self._tasks_seen, self._seconds_seen = 0, 0.0
         self.inline_seconds = 0.0
-        self._limits: Any = None
+        #: BLAS/OpenMP threads per fit while the worker shares the cores with its pool
+        self.threads = max(1, (os.cpu_count() or 1) // self.n_jobs)
         self._lock = threading.Lock()
         self._closed = False
 
@@ -225,21 +226,18 @@ class LocalRunner:
 
     def _start_pool(self) -> None:
         try:
-            threads = max(1, (os.cpu_count() or 1) // self.n_jobs)
             # what joblib gives its own workers: no oversubscription by BLAS/OpenMP threads
-            env = {var: os.environ.get(var, str(threads))
+            env = {var: os.environ.get(var, str(self.threads))
                    for var in ParallelBackendBase.MAX_NUM_THREADS_VARS}
             pool = ProcessPoolExecutor(max_workers=self.n_jobs - 1, initializer=_pool_init,
                                        initargs=(os.getpid(), self._pool_payload()), env=env)
             for f in [pool.submit(_warm) for _ in range(self.n_jobs - 1)]:
                 f.result()
             with self._lock:
-                if self._closed:  # the job ended while the pool started
+                if self._closed:  # the job's tasks were done while the pool started
                     pool.shutdown(wait=False, kill_workers=True)
                     return
                 self._pool = pool
-            # the worker's own fits now share the cores with the pool: the same limit
-            self._limits = threadpool_limits(limits=threads)
             self.ready.set()
         except Exception as e:  # noqa: BLE001 - e.g. no /dev/shm for loky's semaphores
             if self._closed:  # the job ended meanwhile: nothing to say
@@ -250,16 +248,14 @@ class LocalRunner:
             self.ready.set()
 
     def close(self) -> None:
-        """Stop the pool's processes (without waiting for them, nor for a pool still
-        starting: it stops itself once up), remove its memory-mapped data."""
+        """Once the job's last task is in: stop the pool's processes (without waiting for
+        them, nor for a pool still starting: it stops itself once up) and remove the
+        memory-mapped data. Closing twice is harmless."""
         with self._lock:
             self._closed = True
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, kill_workers=True)
-        if self._limits is not None:
-            self._limits.restore_original_limits()
-            self._limits = None
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
@@ -307,10 +303,16 @@ class LocalRunner:
         return outcome
 
     def _inline(self, st: _Stream) -> None:
-        """The worker's own fits, in a thread beside the pool's feeder."""
+        """The worker's own fits, in a thread beside the pool's feeder.
+
+        They share the cores with the pool, so they get the BLAS/OpenMP threads joblib gives
+        its own workers (OpenMP's limit is per thread: it is set here, in the thread that
+        fits). The last refit, once every task is in, runs with all of them again.
+        """
         try:
-            while batch := st.take():
-                st.out.put(self._fit(st, batch[0]))
+            with threadpool_limits(limits=self.threads):
+                while batch := st.take():
+                    st.out.put(self._fit(st, batch[0]))
         except BaseException as e:  # noqa: BLE001 - raised by the stream
             st.out.put(e)
         finally:

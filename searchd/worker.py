@@ -289,15 +289,17 @@ class JobRun:
         self.flush()
         threading.Thread(target=self.control_loop, name="control", daemon=True).start()
         refit: _Refit | None = None
+        todo = [m for m in self.spec.models if self.models[m.name].state != DONE]
         try:
-            for m in self.spec.models:
-                if self.models[m.name].state != DONE:
-                    self.run_model(m.name, templates[m.name])
-                    # The best of this type is refitted while the next type's tasks already
-                    # run: no core idles through the refit (GridSearchCV leaves one idle).
-                    if refit is not None:
-                        refit.join()
-                    refit = _Refit(self, m.name, templates[m.name])
+            for m in todo:
+                self.run_model(m.name, templates[m.name])
+                # The best of this type is refitted while the next type's tasks already
+                # run: no core idles through the refit (GridSearchCV leaves one idle).
+                if refit is not None:
+                    refit.join()
+                if m is todo[-1] and self.runner is not None:
+                    self.runner.close()  # every task is in: the last refit has the machine
+                refit = _Refit(self, m.name, templates[m.name])
             if refit is not None:
                 refit.join()
         except SearchdError:  # expected (e.g. the Dask cluster went away): main reports it

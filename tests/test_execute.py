@@ -4,6 +4,7 @@ evaluate() gives."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from sklearn.datasets import load_iris
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import KFold
 from sklearn.neighbors import KNeighborsClassifier
+from threadpoolctl import threadpool_info
 
 from searchd import execute, guard
 from searchd.execute import LocalRunner, Task, evaluate, longest_first
@@ -177,6 +179,35 @@ def test_no_pool_no_problem(monkeypatch: pytest.MonkeyPatch,
     assert "could not start the pool's processes" in caplog.text
     assert "No space left on device" in caplog.text
     runner.close()
+
+
+def test_the_worker_limits_its_threads_only_while_it_shares_the_cores(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the pool runs, the worker's fits get the BLAS threads joblib gives its own
+    workers; once the stream is over (the last refit runs alone) they are back."""
+    def blas() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    seen: list[list[int]] = []
+
+    def watched(*args: Any) -> Any:  # the worker's own fits: what threads do they get?
+        seen.append(blas())
+        return evaluate(*args)
+
+    before = blas()
+    template, X, y, splits, scoring, tasks = problem()
+    runner = LocalRunner(2, X, y, splits)
+    try:
+        runner.start_pool()
+        assert runner.ready.wait(60) and runner.start_error is None
+        monkeypatch.setattr(execute, "evaluate", watched)
+        assert len(list(runner.stream(template, tasks * 5, scoring))) == len(tasks) * 5
+    finally:
+        runner.close()
+    assert seen and all(s == [runner.threads] * len(before) for s in seen)
+    assert runner.threads == max(1, (os.cpu_count() or 1) // 2)
+    assert blas() == before
+    runner.close()  # twice is harmless
 
 
 def test_longest_first_measures_each_candidate_then_runs_the_costliest_first() -> None:
