@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -102,14 +104,44 @@ class Env:
                 pass
 
 
+SHM = Path("/dev/shm")
+#: what loky (and joblib) name after the pid of the process that made the pool
+_LOKY_SHM = re.compile(r"^(?:sem\.loky-|joblib_memmapping_folder_)(\d+)[-_]")
+
+
+def remove_orphaned_shm(since: float) -> int:
+    """Remove the loky semaphores and joblib folders in /dev/shm that a test's killed
+    process group left (made since ``since`` by a process now gone): a real ``kill -9`` of
+    the group kills loky's resource tracker too, which would have removed them. (For the
+    service, systemd's ``RemoveIPC=`` does this.) Returns how many."""
+    n = 0
+    if not SHM.is_dir():
+        return n
+    for p in SHM.iterdir():
+        m = _LOKY_SHM.match(p.name)
+        try:
+            if not m or psutil.pid_exists(int(m.group(1))) or p.stat().st_mtime < since:
+                continue
+        except OSError:
+            continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
     e = Env(tmp_path, tmp_path / "jobs", tmp_path / "state")
     e.jobs.mkdir()
+    since = time.time() - 1.0
     try:
         yield e
     finally:
         e.reap()
+        remove_orphaned_shm(since)
 
 
 def fits_logged(env: Env, job: str) -> int:
