@@ -97,11 +97,13 @@ class Env:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
-        for p in self.leftovers():
+        left = self.leftovers()
+        for p in left:
             try:
                 p.kill()
             except psutil.Error:
                 pass
+        psutil.wait_procs(left, timeout=10)
 
 
 SHM = Path("/dev/shm")
