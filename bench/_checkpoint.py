@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from searchd.checkpoint import ResultsCheckpoint, read_results
-from searchd.plan import content_key
-from searchd.results import ModelResults
-from searchd.store import CheckpointStore, load_key
+from searchd.state.checkpoint import ResultsCheckpoint, read_results
+from searchd.state.results import ModelResults
+from searchd.state.store import CheckpointStore, load_key
+from searchd.worker.plan import content_key
 
 FOLDS = 5
 DELTA_RESULTS = 100

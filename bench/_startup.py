@@ -6,7 +6,7 @@ Diagnostic for figures 1 (tiny) and 2 (time to first fit); not part of bench.run
 
 It replays the worker's steps in one process with searchd's own functions and prints the
 time of each: imports, ``check_model``, data, candidates, then
-``searchd.execute.LocalRunner.stream`` over every task (first result and end). Run it a
+``searchd.worker.execute.LocalRunner.stream`` over every task (first result and end). Run it a
 few times: the machine is noisy.
 """
 
@@ -37,13 +37,13 @@ def main() -> None:
     import tempfile
     from pathlib import Path
 
-    import searchd.worker  # noqa: F401 - the worker's own imports (scikit-learn, scipy)
-    lap("import searchd.worker")
-    from searchd.data import load_dataset
-    from searchd.estimators import build_candidate, check_model, is_classification
-    from searchd.execute import LocalRunner, Task
-    from searchd.plan import Scoring, candidates, splits
-    from searchd.spec import load_job
+    import searchd.worker.main  # noqa: F401 - the worker's own imports (scikit-learn, scipy)
+    lap("import searchd.worker.main")
+    from searchd.jobs.spec import load_job
+    from searchd.worker.data import load_dataset
+    from searchd.worker.estimators import build_candidate, check_model, is_classification
+    from searchd.worker.execute import LocalRunner, Task
+    from searchd.worker.plan import Scoring, candidates, splits
 
     if args.job:
         job_path = Path(args.job)

@@ -125,7 +125,7 @@ def cluster_startup() -> dict[str, float]:
 
 def same_scores(a: Path, b: Path) -> bool:
     """Every split and mean test score of the two runs, equal to the bit."""
-    from searchd.access import load_results
+    from searchd.state.read import load_results
     ra = load_results("medium", a, with_estimators=False).models["svc"].cv_results_
     rb = load_results("medium", b, with_estimators=False).models["svc"].cv_results_
     if [json.dumps(p, sort_keys=True) for p in ra["params"]] != \

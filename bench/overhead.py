@@ -99,7 +99,7 @@ def write_job(src: Path, jobs_dir: Path, quick: bool) -> Path:
         dst = jobs_dir / src.name
         shutil.copyfile(src, dst)
         return dst
-    from searchd.spec import load_job
+    from searchd.jobs.spec import load_job
     job = load_job(src, 100_000)
     doc = tomllib.loads(src.read_text()) if src.suffix == ".toml" else json.loads(src.read_text())
     for m in job.models:
@@ -118,10 +118,10 @@ def build_workload(job_path: Path, out: Path) -> dict[str, Any]:
     """Pickle what the reference needs, built with searchd's own functions so grids match."""
     from sklearn.model_selection import ParameterGrid
 
-    from searchd.data import load_dataset
-    from searchd.estimators import build_template, build_value, grid_key, is_classification
-    from searchd.plan import candidates, splits
-    from searchd.spec import canonical, load_job
+    from searchd.jobs.spec import canonical, load_job
+    from searchd.worker.data import load_dataset
+    from searchd.worker.estimators import build_template, build_value, grid_key, is_classification
+    from searchd.worker.plan import candidates, splits
 
     job = load_job(job_path, 100_000)
     kind, _, name = job.data.source.partition(":")
@@ -248,7 +248,7 @@ def compare_scores(sd: dict[str, Any], ref: dict[str, Any], expected: dict[str, 
                    ) -> list[str]:
     """Every split and mean test score of searchd vs the reference, value by value."""
     import searchd
-    from searchd.spec import canonical
+    from searchd.jobs.spec import canonical
 
     res = searchd.load_results(sd["job_id"], sd["state_dir"])
     problems = []
@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(job.models)} model types, {job.n_candidates} candidates, "
               f"{job.fits_total} fits; searchd --n-jobs {args.searchd_n_jobs}; {pairs} pair(s)")
         # warm the page cache so the first A does not pay every cold import alone
-        subprocess.run([sys.executable, "-c", "import searchd.worker, sklearn.ensemble, "
+        subprocess.run([sys.executable, "-c", "import searchd.worker.main, sklearn.ensemble, "
                         "sklearn.linear_model, sklearn.neighbors, sklearn.naive_bayes"],
                        env=clean_env(), check=True)
 
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in (r1, r2):
                 problems += [f"pair {k + 1}: {p}" for p in compare_scores(sd, r, w["expected"])]
             if r1["splits_digest"] != w["splits_digest"]:
-                problems.append("the reference's splits differ from searchd.plan.splits")
+                problems.append("the reference's splits differ from searchd.worker.plan.splits")
             gs_search = min(r1["search_seconds"], r2["search_seconds"])
             gs_proc = min(r1["process_seconds"], r2["process_seconds"])
             row = {"gs1_fit": r1["search_seconds"], "gs1_proc": r1["process_seconds"],

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"env": env, "quick": args.quick, "pairs": pairs}
     try:
         # warm the page cache so the first run does not pay every cold import alone
-        subprocess.run([sys.executable, "-c", "import searchd.worker, sklearn.ensemble, "
+        subprocess.run([sys.executable, "-c", "import searchd.worker.main, sklearn.ensemble, "
                         "sklearn.svm, sklearn.tree, sklearn.neighbors"], env=clean_env(),
                        check=True)
         for name in ("tiny", "medium", "many"):

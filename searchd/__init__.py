@@ -14,7 +14,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .access import JobResults
+    from searchd.state.read import JobResults
 
 __version__ = "0.1.0"
 
@@ -30,7 +30,7 @@ __all__ = [
 
 
 def load_results(job_id: str, state_dir: Any = "state") -> JobResults:
-    """The verified results of a job (see :func:`searchd.access.load_results`)."""
-    from .access import load_results as _load  # lazy: keeps ``import searchd`` light
+    """The verified results of a job (see :func:`searchd.state.read.load_results`)."""
+    from searchd.state.read import load_results as _load  # lazy: keeps ``import searchd`` light
 
     return _load(job_id, state_dir)

@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
-from searchd.guard import find_leftovers
+from searchd.lifeline import find_leftovers
 
 REPO = Path(__file__).resolve().parent.parent
 

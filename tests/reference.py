@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import GridSearchCV
 
-from searchd.data import load_dataset
-from searchd.estimators import build_template, build_value, grid_key, is_classification
-from searchd.spec import canonical, load_job
+from searchd.jobs.spec import canonical, load_job
+from searchd.worker.data import load_dataset
+from searchd.worker.estimators import build_template, build_value, grid_key, is_classification
 
 
 def reference_searches(job_file: Path, splits: list[Any]) -> dict[str, GridSearchCV]:

@@ -15,7 +15,7 @@ import pytest
 from conftest import Env
 
 from searchd.errors import CheckpointError
-from searchd.store import (
+from searchd.state.store import (
     CheckpointStore,
     atomic_write,
     clean_temp_files,
@@ -221,7 +221,7 @@ def test_key_file_problems_are_clear_errors(env: Env) -> None:
 
 
 def test_the_supervisor_never_imports_scikit_learn() -> None:
-    code = ("import sys, searchd.daemon, searchd.cli; "
+    code = ("import sys, searchd.supervisor.daemon, searchd.cli.main, searchd.cli.commands; "
             "print(any(m == 'sklearn' or m.startswith('sklearn.') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True)

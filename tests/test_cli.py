@@ -10,7 +10,7 @@ import time
 import pytest
 from conftest import Env, fits_logged
 
-from searchd.cli import parse_duration
+from searchd.cli.main import parse_duration
 
 JOB = """
 [data]

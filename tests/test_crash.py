@@ -13,7 +13,7 @@ from conftest import Env, fits_logged
 from reference import assert_same_as_gridsearch
 
 import searchd
-from searchd.access import load_results
+from searchd.state.read import load_results
 
 JOB = """
 [data]

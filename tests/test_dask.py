@@ -26,8 +26,8 @@ from conftest import Env, fits_logged
 from reference import assert_same_as_gridsearch
 
 import searchd
-from searchd import guard
-from searchd.access import load_results
+from searchd import lifeline as guard
+from searchd.state.read import load_results
 
 JOB = """
 [data]

@@ -1,4 +1,4 @@
-"""The estimator allow-list and building estimators from a job (searchd.estimators)."""
+"""The estimator allow-list and building estimators from a job (searchd.worker.estimators)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from searchd import estimators
 from searchd.errors import JobSpecError
-from searchd.estimators import (
+from searchd.jobs.spec import JobSpec, parse_job
+from searchd.worker import estimators
+from searchd.worker.estimators import (
     MODEL_STEP,
     build_candidate,
     build_estimator,
@@ -31,9 +32,8 @@ from searchd.estimators import (
     is_classification,
     resolve,
 )
-from searchd.sklearn_names import public_module
-from searchd.sklearn_names_table import MODULES
-from searchd.spec import JobSpec, parse_job
+from searchd.worker.sklearn_names import public_module
+from searchd.worker.sklearn_names_table import MODULES
 
 WHERE = "jobs/x.toml: models.m.estimator"
 
@@ -105,7 +105,7 @@ def test_the_table_agrees_with_the_installed_scikit_learn() -> None:
 
 
 def test_a_short_name_does_not_import_all_of_scikit_learn() -> None:
-    code = ("from searchd import estimators; estimators.resolve('SVC'); "
+    code = ("from searchd.worker import estimators; estimators.resolve('SVC'); "
             "print(estimators._public_estimators.cache_info().currsize, "
             "'sklearn.cluster' in __import__('sys').modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

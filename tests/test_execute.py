@@ -18,8 +18,9 @@ from sklearn.model_selection import KFold
 from sklearn.neighbors import KNeighborsClassifier
 from threadpoolctl import threadpool_info
 
-from searchd import execute, guard
-from searchd.execute import LocalRunner, Task, evaluate, longest_first
+from searchd import lifeline as guard
+from searchd.worker import execute
+from searchd.worker.execute import LocalRunner, Task, evaluate, longest_first
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -18,10 +18,10 @@ from conftest import REPO, Env, fits_logged
 from reference import assert_same_as_gridsearch
 
 import searchd
-from searchd.access import load_results
 from searchd.errors import NotFoundError
-from searchd.guard import OWNER_ENV, owner_tag
-from searchd.store import CheckpointStore, clean_temp_files, load_key
+from searchd.lifeline import OWNER_ENV, owner_tag
+from searchd.state.read import load_results
+from searchd.state.store import CheckpointStore, clean_temp_files, load_key
 
 SLOW_JOB = """
 [data]
@@ -64,7 +64,7 @@ grid = { n_neighbors = [1, 3, 5] }
 WRITER = r"""
 import os, sys
 from pathlib import Path
-from searchd.store import CheckpointStore, load_key
+from searchd.state.store import CheckpointStore, load_key
 d, k, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 store = CheckpointStore(d, load_key(d.parent, create=True), "job")
 for gen in (1, 2):

@@ -37,11 +37,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone
 
-from searchd.data import load_dataset
 from searchd.errors import DataError, JobSpecError
-from searchd.estimators import build_candidate, check_model, is_classification
-from searchd.plan import Scoring, new_results, splits
-from searchd.spec import MAX_DEPTH, MAX_JOB_BYTES, parse_job
+from searchd.jobs.spec import MAX_DEPTH, MAX_JOB_BYTES, parse_job
+from searchd.worker.data import load_dataset
+from searchd.worker.estimators import build_candidate, check_model, is_classification
+from searchd.worker.plan import Scoring, new_results, splits
 
 MAX_CANDIDATES = 2_000  # small: every accepted grid is expanded in memory
 

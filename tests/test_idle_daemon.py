@@ -27,7 +27,7 @@ from conftest import Env, fits_logged
 from reference import assert_same_as_gridsearch
 
 import searchd
-from searchd.access import load_results
+from searchd.state.read import load_results
 
 NCPU = os.cpu_count() or 1
 
@@ -545,7 +545,7 @@ def test_low_memory_nothing_starts(env: Env) -> None:
 
 @pytest.mark.timeout(10)
 def test_operator_pause_file_is_read_safely(tmp_path: Any) -> None:
-    from searchd.daemon import read_operator_pause
+    from searchd.supervisor.daemon import read_operator_pause
     path = tmp_path / "pause.json"
     assert read_operator_pause(tmp_path) is None
     # unreadable or odd contents: stay paused rather than crash or run

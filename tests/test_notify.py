@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from searchd.notify import Notifier
+from searchd.supervisor.notify import Notifier
 
 
 class Receiver:
@@ -141,7 +141,7 @@ def test_malformed_watchdog_usec_is_ignored(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", value)
-    with caplog.at_level(logging.WARNING, logger="searchd.notify"):
+    with caplog.at_level(logging.WARNING, logger="searchd.supervisor.notify"):
         n = Notifier(path_receiver.address)
     assert n.watchdog_interval() is None
     assert not n.maybe_watchdog(0.0)
@@ -186,7 +186,7 @@ def test_no_op_without_notify_socket() -> None:
 
 
 def test_unsupported_address_disables(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="searchd.notify"):
+    with caplog.at_level(logging.WARNING, logger="searchd.supervisor.notify"):
         n = Notifier("vsock:2:1234")
     assert not n.enabled
     assert not n.ready()
@@ -204,7 +204,7 @@ def test_unreachable_socket_does_not_raise_and_warns_once(
     stale = Notifier(str(stale_path))
     abstract = Notifier(f"@searchd-test-absent-{secrets.token_hex(8)}")
     for n in (missing, stale, abstract):
-        with caplog.at_level(logging.DEBUG, logger="searchd.notify"):
+        with caplog.at_level(logging.DEBUG, logger="searchd.supervisor.notify"):
             caplog.clear()
             assert n.enabled
             assert not n.ready()

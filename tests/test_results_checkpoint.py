@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from searchd import checkpoint
-from searchd.checkpoint import ResultsCheckpoint, read_results
-from searchd.results import ModelResults
-from searchd.store import CheckpointStore, load_key
+from searchd.state import checkpoint
+from searchd.state.checkpoint import ResultsCheckpoint, read_results
+from searchd.state.results import ModelResults
+from searchd.state.store import CheckpointStore, load_key
 
 
 def _model(n: int = 10, folds: int = 3) -> ModelResults:

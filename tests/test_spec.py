@@ -1,4 +1,4 @@
-"""Job files → JobSpec (searchd.spec) and a job's data (searchd.data).
+"""Job files → JobSpec (searchd.jobs.spec) and a job's data (searchd.worker.data).
 
 Every error test asserts on the message: it must name the file, the key and the value.
 """
@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from searchd import spec as spec_mod
-from searchd.data import load_dataset, load_xy
 from searchd.errors import DataError, JobSpecError
-from searchd.spec import JobSpec, canonical, job_id_of, load_job, parse_job
+from searchd.jobs import spec as spec_mod
+from searchd.jobs.spec import JobSpec, canonical, job_id_of, load_job, parse_job
+from searchd.worker.data import load_dataset, load_xy
 
 X_TOML = Path("jobs/x.toml")
 X_JSON = Path("jobs/x.json")

@@ -2,7 +2,7 @@
 
 bench.run puts this folder on PYTHONPATH when it starts ``searchd run``, with
 $SEARCHD_BENCH_FLUSH_LOG naming a file. Python imports ``sitecustomize`` at start-up in
-every process of the daemon's tree; only a process that imports ``searchd.checkpoint``
+every process of the daemon's tree; only a process that imports ``searchd.state.checkpoint``
 (the worker) gets its ``ResultsCheckpoint.flush`` and ``CheckpointStore.write`` wrapped.
 Each call appends one JSON line: start (epoch s), seconds, bytes, kind (delta, base,
 model, none), results then held in deltas and in the base. searchd's code is unchanged."""
@@ -32,7 +32,7 @@ def _write(rec: dict[str, Any]) -> None:
 def _patch(mod: Any) -> None:
     if not _LOG:
         return
-    if mod.__name__ == "searchd.checkpoint":
+    if mod.__name__ == "searchd.state.checkpoint":
         real_flush = mod.ResultsCheckpoint.flush
 
         def flush(self: Any, snapshot: Any, compact: bool = False) -> int:
@@ -46,7 +46,7 @@ def _patch(mod: Any) -> None:
             return int(n)
 
         mod.ResultsCheckpoint.flush = flush
-    elif mod.__name__ == "searchd.store":
+    elif mod.__name__ == "searchd.state.store":
         real_write = mod.CheckpointStore.write
 
         def write(self: Any, name: str, obj: Any) -> int:
@@ -73,7 +73,7 @@ class _Loader(importlib.abc.Loader):
 
 
 class _Finder(importlib.abc.MetaPathFinder):
-    names = ("searchd.checkpoint", "searchd.store")
+    names = ("searchd.state.checkpoint", "searchd.state.store")
 
     def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
         if name not in self.names:

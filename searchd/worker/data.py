@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
-from .spec import JobSpec, clip
+from searchd.errors import DataError
+from searchd.jobs.spec import JobSpec, clip
 
 BUNDLED = ("iris", "digits", "wine", "breast_cancer", "diabetes", "linnerud")
 #: longest CSV line read (a binary file or a device has lines of any length)

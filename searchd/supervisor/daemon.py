@@ -26,17 +26,24 @@ from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from . import guard
-from .dask_backend import NO_SCHEDULER, missing_extra, no_scheduler_message
-from .errors import JobSpecError, SearchdError, SettingsError
-from .idle import CONFIRM_FRACTION, IdleGate, LoadSample, LoadSampler, resume_tree, suspend_tree
-from .jobfiles import JobFile, freeze, frozen_path, scan
-from .jobstate import ACTIVE, JobRecord, JobState, all_summaries, write_summary
-from .notify import Notifier
-from .settings import Settings
-from .spec import parse_job
-from .store import clean_temp_files, exclusive, load_key, make_private_dir
-from .workerproc import WorkerProc, describe_exit
+from searchd import lifeline as guard
+from searchd.errors import JobSpecError, SearchdError, SettingsError
+from searchd.jobs.folder import JobFile, freeze, frozen_path, scan
+from searchd.jobs.spec import parse_job
+from searchd.settings import Settings
+from searchd.state.records import ACTIVE, JobRecord, JobState, all_summaries, write_summary
+from searchd.state.store import clean_temp_files, exclusive, load_key, make_private_dir
+from searchd.supervisor.handle import WorkerProc, describe_exit
+from searchd.supervisor.idle import (
+    CONFIRM_FRACTION,
+    IdleGate,
+    LoadSample,
+    LoadSampler,
+    resume_tree,
+    suspend_tree,
+)
+from searchd.supervisor.notify import Notifier
+from searchd.worker.dask_runner import NO_SCHEDULER, missing_extra, no_scheduler_message
 
 log = logging.getLogger("searchd")
 

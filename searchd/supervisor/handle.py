@@ -13,8 +13,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .guard import OWNER_ENV, SUPERVISOR_ENV, owner_tag, spawn_hook
-from .settings import Settings
+from searchd.lifeline import OWNER_ENV, SUPERVISOR_ENV, owner_tag, spawn_hook
+from searchd.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from sklearn.metrics import get_scorer_names
 from sklearn.pipeline import Pipeline
 from sklearn.utils import all_estimators
 
-from .errors import JobSpecError
-from .sklearn_names_table import MODULES
-from .spec import JobSpec, ModelSpec, Value, clip
+from searchd.errors import JobSpecError
+from searchd.jobs.spec import JobSpec, ModelSpec, Value, clip
+from searchd.worker.sklearn_names_table import MODULES
 
 MODEL_STEP = "model"
 

@@ -3,7 +3,7 @@
 This module is pure Python (no scikit-learn import): the supervisor uses it to
 check a job's shape and count its candidates without expanding any grid.
 Estimator names are checked against the allow-list later, in
-:mod:`searchd.estimators`, by the worker and by ``searchd validate``.
+:mod:`searchd.worker.estimators`, by the worker and by ``searchd validate``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import JobSpecError
+from searchd.errors import JobSpecError
 
 JOB_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")

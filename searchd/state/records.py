@@ -14,8 +14,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from .errors import SearchdError
-from .store import atomic_write, make_private_dir
+from searchd.errors import SearchdError
+from searchd.state.store import atomic_write, make_private_dir
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,16 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import JobSpecError
-from .spec import SUFFIXES, JobSpec, job_id_of, job_id_problem, parse_job, read_job_bytes
-from .store import atomic_write, make_private_dir
+from searchd.errors import JobSpecError
+from searchd.jobs.spec import (
+    SUFFIXES,
+    JobSpec,
+    job_id_of,
+    job_id_problem,
+    parse_job,
+    read_job_bytes,
+)
+from searchd.state.store import atomic_write, make_private_dir
 
 log = logging.getLogger(__name__)
 

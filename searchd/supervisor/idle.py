@@ -20,9 +20,9 @@ from typing import Any
 import psutil
 from apscheduler.triggers.cron import CronTrigger
 
-from .errors import SettingsError
-from .guard import is_resource_tracker
-from .settings import Settings
+from searchd.errors import SettingsError
+from searchd.lifeline import is_resource_tracker
+from searchd.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from .access import job_store, read_checkpoint, read_job_results
-from .errors import NotFoundError, SearchdError
-from .results import DONE
-from .store import atomic_write
+from searchd.errors import NotFoundError, SearchdError
+from searchd.state.read import job_store, read_checkpoint, read_job_results
+from searchd.state.results import DONE
+from searchd.state.store import atomic_write
 
 FORMATS = ("pickle", "joblib", "skops")
 

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import read_results
-from .errors import CheckpointError, NotFoundError
-from .results import DONE, ModelResults
-from .store import CheckpointStore, load_key
+from searchd.errors import CheckpointError, NotFoundError
+from searchd.state.checkpoint import read_results
+from searchd.state.results import DONE, ModelResults
+from searchd.state.store import CheckpointStore, load_key
 
 
 @dataclass(frozen=True)

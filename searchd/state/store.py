@@ -29,7 +29,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from .errors import CheckpointError, StateLockedError
+from searchd.errors import CheckpointError, StateLockedError
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from sklearn.metrics import check_scoring
 from sklearn.model_selection import KFold, ParameterGrid, StratifiedKFold
 from sklearn.utils.multiclass import type_of_target
 
-from .data import STRATIFIED
-from .results import ModelResults
-from .spec import JobSpec, ModelSpec, canonical
+from searchd.jobs.spec import JobSpec, ModelSpec, canonical
+from searchd.state.results import ModelResults
+from searchd.worker.data import STRATIFIED
 
 Split = tuple[np.ndarray, np.ndarray]
 

@@ -9,12 +9,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import JobSpecError, NotFoundError, SearchdError
-from .jobfiles import scan
-from .jobstate import JobRecord, JobState, all_summaries, finite, read_summary, write_summary
-from .settings import Settings
-from .spec import SUFFIXES, JobSpec, load_job
-from .store import CheckpointStore, atomic_write, load_key
+from searchd.errors import JobSpecError, NotFoundError, SearchdError
+from searchd.jobs.folder import scan
+from searchd.jobs.spec import SUFFIXES, JobSpec, load_job
+from searchd.settings import Settings
+from searchd.state.records import (
+    JobRecord,
+    JobState,
+    all_summaries,
+    finite,
+    read_summary,
+    write_summary,
+)
+from searchd.state.store import CheckpointStore, atomic_write, load_key
 
 PAUSE_FILE = "pause.json"
 CANCEL_FILE = "cancel.request"
@@ -45,8 +52,8 @@ def bar(done: int, total: int, width: int = 20) -> str:
 
 def check_job(path: Path, settings: Settings) -> tuple[JobSpec, dict[str, Any]]:
     """Everything the worker will check: schema, allow-list, parameters, data."""
-    from .data import load_dataset
-    from .estimators import check_model, is_classification
+    from searchd.worker.data import load_dataset
+    from searchd.worker.estimators import check_model, is_classification
     if path.suffix not in SUFFIXES:
         raise JobSpecError(f"{path}: a job file ends in .toml or .json")
     spec = load_job(path, settings.max_candidates)
@@ -174,7 +181,7 @@ def _require_record(settings: Settings, job: str) -> JobRecord:
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    from .access import load_results
+    from searchd.state.read import load_results
     rec = _require_record(settings, args.job)
     try:
         results = load_results(args.job, settings.state_dir, with_estimators=False)
@@ -227,7 +234,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 # --- export / verify -------------------------------------------------------------------------
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    from .export import export_model
+    from searchd.cli.export import export_model
     name = export_model(settings.state_dir, args.job, args.model, args.format, args.output)
     print(f"exported {args.job}/{name} ({args.format}) → {args.output}")
     return 0

@@ -11,7 +11,6 @@ model type, and reports progress to the supervisor as JSON lines on a pipe.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import json
 import logging
@@ -28,18 +27,18 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from . import guard
-from .checkpoint import BASE as RESULTS
-from .checkpoint import ResultsCheckpoint, read_results
-from .dask_backend import ClusterUnavailableError, DaskCluster, cluster_address
-from .data import Dataset, load_dataset
-from .errors import CheckpointError, DataError, JobSpecError, SearchdError, StateLockedError
-from .estimators import build_candidate, check_model, is_classification
-from .execute import LocalRunner, Task, longest_first
-from .jobfiles import frozen_spec
-from .plan import Scoring, content_key, new_results, splits
-from .results import DONE, RUNNING, ModelResults
-from .store import CheckpointStore, clean_temp_files, exclusive, load_key
+from searchd import lifeline as guard
+from searchd.errors import CheckpointError, DataError, JobSpecError, SearchdError, StateLockedError
+from searchd.jobs.folder import frozen_spec
+from searchd.state.checkpoint import BASE as RESULTS
+from searchd.state.checkpoint import ResultsCheckpoint, read_results
+from searchd.state.results import DONE, RUNNING, ModelResults
+from searchd.state.store import CheckpointStore, clean_temp_files, exclusive, load_key
+from searchd.worker.dask_runner import ClusterUnavailableError, DaskCluster, cluster_address
+from searchd.worker.data import Dataset, load_dataset
+from searchd.worker.estimators import build_candidate, check_model, is_classification
+from searchd.worker.execute import LocalRunner, Task, longest_first
+from searchd.worker.plan import Scoring, content_key, new_results, splits
 
 log = logging.getLogger("searchd.worker")
 
@@ -406,7 +405,3 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s: %s", args.job, e)
         return 1
 
-
-if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        sys.exit(main())

@@ -20,13 +20,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import JobSpecError, SearchdError
+from searchd.errors import JobSpecError, SearchdError
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .execute import Outcome, Task
-    from .plan import Scoring
+    from searchd.worker.execute import Outcome, Task
+    from searchd.worker.plan import Scoring
 
 log = logging.getLogger(__name__)
 # distributed reports a closed connection at INFO with a traceback; searchd logs the loss of
@@ -85,7 +85,7 @@ def _evaluate_fold(template: Any, params: dict[str, Any], X: np.ndarray, y: np.n
                    splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring, i: int,
                    fold: int) -> Outcome:
     """Runs on a Dask worker: one task, with the data and splits it already holds."""
-    from .execute import evaluate
+    from searchd.worker.execute import evaluate
     train, test = splits[fold]
     return evaluate(template, params, X, y, train, test, scoring, i, fold)
 

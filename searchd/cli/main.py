@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import SearchdError, SettingsError
-from .settings import Settings, resolve_settings
+from searchd.errors import SearchdError, SettingsError
+from searchd.settings import Settings, resolve_settings
 
 log = logging.getLogger("searchd")
 
@@ -119,7 +119,7 @@ def setup_logging(level: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .daemon import Daemon
+    from searchd.supervisor.daemon import Daemon
     flags = {k: getattr(args, k) for k in (
         "n_jobs", "max_load", "resume_after", "sample_interval", "pause_after",
         "min_free_memory", "max_suspend", "run_window", "ignore_load", "checkpoint_interval",
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in handlers:
             return handlers[args.command](args)
-        from . import commands
+        from searchd.cli import commands
         return int(getattr(commands, f"cmd_{args.command}")(args, settings_for(args)))
     except SearchdError as e:
         print(f"searchd: error: {e}", file=sys.stderr)

@@ -8,7 +8,7 @@ results as the base, or when a model type finishes, the next flush writes a new 
 
 Each delta names the base generation it extends; deltas of another generation (left by
 a crash between a compaction and their removal) are ignored. Every file is signed and
-verified by :class:`~searchd.store.CheckpointStore` before it is unpickled.
+verified by :class:`~searchd.state.store.CheckpointStore` before it is unpickled.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from .store import CheckpointStore
+from searchd.state.store import CheckpointStore
 
 log = logging.getLogger(__name__)
 

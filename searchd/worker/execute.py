@@ -28,8 +28,8 @@ from joblib.parallel import ParallelBackendBase
 from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
-from . import guard
-from .plan import Scoring
+from searchd import lifeline as guard
+from searchd.worker.plan import Scoring
 
 log = logging.getLogger(__name__)
 
