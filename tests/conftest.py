@@ -52,7 +52,7 @@ class Env:
         """
         cmd = [sys.executable, "-m", "searchd", "run", "--state", str(self.state),
                "--jobs", str(self.jobs), *(["--ignore-load"] if ignore_load else []), *flags]
-        logf = open(self.root / log, "ab")  # noqa: SIM115 - closed with the process
+        logf = open(self.root / log, "ab")  # closed with the process
         p = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=self.root,
                              start_new_session=True, env={**os.environ, **(extra_env or {})})
         logf.close()

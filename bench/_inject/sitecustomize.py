@@ -25,7 +25,7 @@ _lock = threading.Lock()
 def _write(rec: dict[str, Any]) -> None:
     assert _LOG is not None
     line = json.dumps(rec) + "\n"
-    with _lock, open(_LOG, "a") as f:  # noqa: PTH123
+    with _lock, open(_LOG, "a") as f:
         f.write(line)
 
 

@@ -17,7 +17,7 @@ if _flag:
 
     def _fsync(fd: int) -> None:
         try:
-            with open(_flag) as f:  # noqa: PTH123
+            with open(_flag) as f:
                 name = f.read().strip() or "ENOSPC"
         except FileNotFoundError:
             return _real_fsync(fd)
