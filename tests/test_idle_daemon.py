@@ -545,7 +545,7 @@ def test_low_memory_nothing_starts(env: Env) -> None:
 
 @pytest.mark.timeout(10)
 def test_operator_pause_file_is_read_safely(tmp_path: Any) -> None:
-    from searchd.supervisor.daemon import read_operator_pause
+    from searchd.state.control import read_operator_pause
     path = tmp_path / "pause.json"
     assert read_operator_pause(tmp_path) is None
     # unreadable or odd contents: stay paused rather than crash or run

@@ -13,6 +13,7 @@ from searchd.errors import JobSpecError, NotFoundError, SearchdError
 from searchd.jobs.folder import scan
 from searchd.jobs.spec import SUFFIXES, JobSpec, load_job
 from searchd.settings import Settings
+from searchd.state import control
 from searchd.state.records import (
     JobRecord,
     JobState,
@@ -22,9 +23,6 @@ from searchd.state.records import (
     write_summary,
 )
 from searchd.state.store import CheckpointStore, atomic_write, load_key
-
-PAUSE_FILE = "pause.json"
-CANCEL_FILE = "cancel.request"
 
 
 def _print_json(value: Any) -> None:
@@ -269,14 +267,14 @@ def cmd_pause(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.state_dir.is_dir():
         raise NotFoundError(f"{settings.state_dir}: state directory not found")
     until = None if args.duration is None else time.time() + args.duration
-    atomic_write(settings.state_dir / PAUSE_FILE, json.dumps({"until": until}).encode())
+    control.request_pause(settings.state_dir, until)
     print("paused" + ("" if until is None else
                       f" until {time.strftime('%Y-%m-%d %H:%M', time.localtime(until))}"))
     return 0
 
 
 def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
-    (settings.state_dir / PAUSE_FILE).unlink(missing_ok=True)
+    control.clear_pause(settings.state_dir)
     print("resumed")
     return 0
 
@@ -286,11 +284,11 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     rec = _require_record(settings, args.job)
     if rec.state not in (JobState.QUEUED, JobState.RUNNING, JobState.PAUSED, JobState.FAILED):
         raise SearchdError(f"job {args.job} is {rec.state.value}; nothing to cancel")
-    atomic_write(settings.state_dir / args.job / CANCEL_FILE, b"")
+    control.request_cancel(settings.state_dir / args.job)
     lock = FileLock(str(settings.state_dir / "searchd.lock"), timeout=0, mode=0o600)
     try:
         with lock:  # no daemon running: apply it ourselves
-            (settings.state_dir / args.job / CANCEL_FILE).unlink(missing_ok=True)
+            control.clear_cancel(settings.state_dir / args.job)
             rec.to(JobState.CANCELLED, "cancelled by the operator")
             write_summary(settings.state_dir, rec)
             print(f"cancelled {args.job}")

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
-import math
 import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from apscheduler.executors.debug import DebugExecutor
 from apscheduler.jobstores.base import JobLookupError
@@ -27,13 +24,16 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from searchd import lifeline as guard
+from searchd import protocol
 from searchd.errors import JobSpecError, SearchdError, SettingsError
 from searchd.jobs.folder import JobFile, freeze, frozen_path, scan
 from searchd.jobs.spec import parse_job
+from searchd.protocol import Exit, describe_exit
 from searchd.settings import Settings
+from searchd.state import control
 from searchd.state.records import ACTIVE, JobRecord, JobState, all_summaries, write_summary
 from searchd.state.store import clean_temp_files, exclusive, load_key, make_private_dir
-from searchd.supervisor.handle import WorkerProc, describe_exit
+from searchd.supervisor.handle import WorkerProc
 from searchd.supervisor.idle import (
     CONFIRM_FRACTION,
     IdleGate,
@@ -48,42 +48,11 @@ from searchd.worker.dask_runner import NO_SCHEDULER, missing_extra, no_scheduler
 log = logging.getLogger("searchd")
 
 S = JobState
-EXIT_DONE, EXIT_INVALID, EXIT_LOCKED, EXIT_STOPPED = 0, 3, 5, 10
-EXIT_CLUSTER = 6  # the worker lost (or never reached) the Dask scheduler
 MAX_CLUSTER_WAIT = 120.0  # seconds between two tries to reach the Dask scheduler, at most
-PAUSE_FILE = "pause.json"
-CANCEL_FILE = "cancel.request"
 WARM_STOP_SECONDS = 8.0
 WATCH_SECONDS = 0.2
 IDLE_SETTINGS = frozenset({"max_load", "pause_after", "resume_after", "min_free_memory",
                            "ignore_load", "run_window"})
-
-
-def read_operator_pause(state_dir: Path) -> float | None:
-    """The operator pause deadline (epoch seconds, inf = until resumed), or None.
-
-    An expired pause file is removed, so that it cannot come back when the clock is set back.
-    """
-    path = state_dir / PAUSE_FILE
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    try:
-        until = json.loads(raw).get("until")
-        until = None if until is None else float(until)
-    except (ValueError, TypeError, AttributeError):
-        return math.inf  # unreadable: stay paused rather than run against the operator's wish
-    if until is None or math.isnan(until):
-        return math.inf
-    if until > time.time():
-        return until
-    try:
-        if path.read_bytes() == raw:  # not replaced by a new `searchd pause` meanwhile
-            path.unlink()
-    except OSError as e:
-        log.warning("%s: cannot remove the expired operator pause: %s", path, e)
-    return None
 
 
 class Daemon:
@@ -278,7 +247,7 @@ class Daemon:
                 if self.worker is not None and self.worker.job_id == jid:
                     log.info("%s: job file removed; stopping the job (results stay)", jid)
                     self._stop_worker("removed")
-            if (self.settings.state_dir / jid / CANCEL_FILE).exists():
+            if control.cancel_requested(self.settings.state_dir / jid):
                 self._cancel(rec)
         self.files = files
 
@@ -305,7 +274,7 @@ class Daemon:
                  len(spec.models), spec.fits_total)
 
     def _cancel(self, rec: JobRecord) -> None:
-        (self.settings.state_dir / rec.id / CANCEL_FILE).unlink(missing_ok=True)
+        control.clear_cancel(self.settings.state_dir / rec.id)
         if rec.state not in ACTIVE and rec.state != S.FAILED:
             return
         if self.worker is not None and self.worker.job_id == rec.id:
@@ -377,10 +346,9 @@ class Daemon:
         self._on_exit(rec, w, code)
         self._dirty.add(rec.id)
 
-    def _on_event(self, rec: JobRecord, ev: dict[str, Any]) -> None:
-        kind = ev.get("event")
-        if kind == "progress":
-            rec.models = ev.get("models", {})
+    def _on_event(self, rec: JobRecord, ev: protocol.Event) -> None:
+        if isinstance(ev, protocol.Progress):
+            rec.models = ev.models
             done = sum(m["fits_done"] for m in rec.models.values())
             if done > rec.fits_done and rec.deaths:
                 rec.deaths = 0  # progress again: deaths count "in a row"
@@ -390,23 +358,19 @@ class Daemon:
             rate_fits, rate_time = done - start[0], rec.run_seconds - start[1]
             rec.eta_seconds = ((rec.fits_total - done) * rate_time / rate_fits
                                if rate_fits > 0 and rate_time > 0 else None)
-            rec.backend = ev.get("backend", rec.backend)
-            rec.cluster_workers = ev.get("cluster_workers")
-            rec.processes = ev.get("processes")
+            rec.backend = ev.backend
+            rec.cluster_workers = ev.cluster_workers
+            rec.processes = ev.processes
             if rec.cluster_workers is not None:
                 self._cluster_waits.pop(rec.id, None)  # connected: the next loss waits briefly
-        elif kind == "dispatching":
-            rec.first_task_at = rec.first_task_at or ev.get("at")
-        elif kind == "done":
-            rec.done_at = ev.get("at")
-        elif kind == "invalid":
-            rec.error = ev.get("error")
-        elif kind == "failed":
-            rec.error = ev.get("error")
-        elif kind == "disk":
-            rec.disk_error = ev.get("error")
-        elif kind == "cluster":
-            rec.error = ev.get("error")
+        elif isinstance(ev, protocol.Dispatching):
+            rec.first_task_at = rec.first_task_at or ev.at
+        elif isinstance(ev, protocol.Done):
+            rec.done_at = ev.at
+        elif isinstance(ev, protocol.Invalid | protocol.Failed | protocol.Cluster):
+            rec.error = ev.error
+        elif isinstance(ev, protocol.Disk):
+            rec.disk_error = ev.error
         self._dirty.add(rec.id)
 
     def _count_fits(self, rec: JobRecord) -> None:
@@ -420,29 +384,29 @@ class Daemon:
         rec.paused_reason = None
         rec.last_exit = describe_exit(code)
         rec.cluster_workers = None
-        if code == EXIT_DONE and "done" in w.events_seen:
+        if code == Exit.DONE and protocol.Done.kind in w.events_seen:
             rec.deaths = 0
             rec.to(S.DONE)
             rec.finished_at = rec.done_at or rec.finished_at  # the worker's clock, not the tick
             log.info("%s: done: %d fits (%d computed)", rec.id, rec.fits_total, rec.fits_computed)
-        elif code == EXIT_INVALID:
+        elif code == Exit.INVALID:
             rec.to(S.INVALID, rec.error or "invalid job (see the log)")
-        elif code == EXIT_STOPPED and w.stop_reason is not None:
+        elif code == Exit.STOPPED and w.stop_reason is not None:
             if w.stop_reason == "cancelled":
                 rec.to(S.CANCELLED, "cancelled by the operator")
             else:
                 rec.to(S.QUEUED)
-        elif code == EXIT_LOCKED:
+        elif code == Exit.LOCKED:
             log.warning("%s: another process holds the job; retrying later", rec.id)
             rec.to(S.QUEUED)
             self.not_before[rec.id] = time.monotonic() + 10
-        elif code == EXIT_CLUSTER:  # not a death: the job waits for the cluster, results stay
+        elif code == Exit.CLUSTER:  # not a death: the job waits for the cluster, results stay
             n = self._cluster_waits[rec.id] = self._cluster_waits.get(rec.id, 0) + 1
             delay = min(MAX_CLUSTER_WAIT, self.settings.restart_backoff * 2 ** (n - 1))
             log.warning("%s: waiting for the Dask cluster; retrying in %.0fs", rec.id, delay)
             rec.to(S.QUEUED, f"waiting for the Dask cluster: {rec.error or 'unreachable'}")
             self.not_before[rec.id] = time.monotonic() + delay
-        elif "failed" in w.events_seen and code == 1:
+        elif protocol.Failed.kind in w.events_seen and code == Exit.FAILED:
             rec.to(S.FAILED, rec.error)
         else:
             rec.deaths += 1
@@ -463,7 +427,7 @@ class Daemon:
         self._last_sample_at = now
         sample = self.sampler.sample()
         sample = LoadSample(at=now, other_load=sample.other_load, free_memory=sample.free_memory)
-        decision = self.gate.update(sample, operator_paused_until=read_operator_pause(
+        decision = self.gate.update(sample, operator_paused_until=control.read_operator_pause(
             self.settings.state_dir))
         reason = None if decision.run else (decision.reason or "paused")
         # reasons carry running figures ("for 4s"): log the pause and the resume, not each sample

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -11,9 +10,9 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from searchd.lifeline import OWNER_ENV, SUPERVISOR_ENV, owner_tag, spawn_hook
+from searchd.protocol import Event, decode, encode_settings
 from searchd.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,16 +29,8 @@ class WorkerProc:
         self._buf = b""
         r, w = os.pipe()
         os.set_blocking(r, False)
-        cmd = [sys.executable, "-m", "searchd.worker",
-               "--state", str(settings.state_dir), "--jobs", str(settings.jobs_dir),
-               "--job", job_id, "--n-jobs", str(settings.n_jobs),
-               "--checkpoint-interval", str(settings.checkpoint_interval),
-               "--max-candidates", str(settings.max_candidates),
-               "--log-level", settings.log_level, "--events-fd", str(w)]
-        for m in settings.allow_modules:
-            cmd += ["--allow-module", m]
-        if settings.dask_scheduler:
-            cmd += ["--dask", settings.dask_scheduler]
+        cmd = [sys.executable, "-m", "searchd.worker", f"--job={job_id}", f"--events-fd={w}",
+               f"--settings={encode_settings(settings)}"]
         env = {**os.environ, OWNER_ENV: owner_tag(settings.state_dir),
                SUPERVISOR_ENV: str(os.getpid()), "SEARCHD_LOG_FORMAT": log_format}
         try:
@@ -57,7 +48,7 @@ class WorkerProc:
     def pid(self) -> int:
         return self.proc.pid
 
-    def events(self) -> list[dict[str, Any]]:
+    def events(self) -> list[Event]:
         """Every complete event line the worker has sent since the last call."""
         while True:
             try:
@@ -71,11 +62,11 @@ class WorkerProc:
         out = []
         for line in lines:
             try:
-                ev = json.loads(line)
+                ev = decode(line)
             except ValueError:
                 log.error("%s: unreadable worker event %r", self.job_id, line[:200])
                 continue
-            self.events_seen.add(ev.get("event", ""))
+            self.events_seen.add(ev.kind)
             out.append(ev)
         return out
 
@@ -92,15 +83,6 @@ class WorkerProc:
             os.close(self.fd)
         except OSError:
             pass
-
-
-def describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit status {code}"
 
 
 def job_dir(settings: Settings, job_id: str) -> Path:

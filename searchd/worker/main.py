@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import logging
 import os
 import shutil
@@ -28,8 +27,11 @@ import numpy as np
 from sklearn.base import clone
 
 from searchd import lifeline as guard
+from searchd import protocol
 from searchd.errors import CheckpointError, DataError, JobSpecError, SearchdError, StateLockedError
 from searchd.jobs.folder import frozen_spec
+from searchd.protocol import Exit
+from searchd.settings import Settings
 from searchd.state.checkpoint import BASE as RESULTS
 from searchd.state.checkpoint import ResultsCheckpoint, read_results
 from searchd.state.results import DONE, RUNNING, ModelResults
@@ -42,36 +44,27 @@ from searchd.worker.plan import Scoring, content_key, new_results, splits
 
 log = logging.getLogger("searchd.worker")
 
-EXIT_DONE, EXIT_INVALID, EXIT_LOCKED, EXIT_STOPPED = 0, 3, 5, 10
-EXIT_CLUSTER = 6  # the Dask scheduler is unreachable or was lost: the job waits
 FITS_LOG = "fits.log"
 POOL_DATA = "pool-data"  # a big X and y, memory-mapped by the pool's processes
 
 
 class Events:
-    """JSON lines to the supervisor; a broken pipe means it is gone, so we stop."""
+    """Event lines to the supervisor; a broken pipe means it is gone, so we stop."""
 
     def __init__(self, fd: int | None) -> None:
         self.fd = fd
         self.lock = threading.Lock()
 
-    def send(self, event: str, **fields: Any) -> None:
+    def send(self, event: protocol.Event) -> None:
         if self.fd is None:
             return
-        line = (json.dumps({"event": event, "at": time.time(), **fields},
-                           default=_jsonable) + "\n").encode()
+        line = protocol.encode(event)
         with self.lock:
             try:
                 os.write(self.fd, line)
             except BrokenPipeError:
                 log.error("supervisor is gone; exiting")
-                os._exit(EXIT_STOPPED)
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    return str(o)
+                os._exit(Exit.STOPPED)
 
 
 class JobRun:
@@ -120,11 +113,11 @@ class JobRun:
                 reason = f"{errno.errorcode.get(e.errno or 0, 'error')}: {e.strerror or e}"
                 log.error("%s: checkpoint write failed (%s); keeping the last good one, "
                           "retrying", self.job_id, reason)
-                self.events.send("disk", error=f"checkpoint write failed: {reason}")
+                self.events.send(protocol.Disk(error=f"checkpoint write failed: {reason}"))
                 return False
             if self.flush_failures:
                 log.info("%s: checkpoint writes work again", self.job_id)
-                self.events.send("disk", error=None)
+                self.events.send(protocol.Disk(error=None))
             self.flush_failures = 0
             self.dirty = False
             self.last_flush = time.monotonic()
@@ -133,11 +126,11 @@ class JobRun:
     def progress(self, running: str | None = None) -> None:
         with self.lock:
             models = {name: m.summary() for name, m in self.models.items()}
-        self.events.send("progress", running=running, models=models,
-                         backend="local" if self.cluster is None else "dask",
-                         processes=None if self.cluster is not None else
-                         (1 if self.runner is None else self.runner.processes),
-                         cluster_workers=None if self.cluster is None else self.cluster.workers)
+        self.events.send(protocol.Progress(
+            running=running, models=models, backend="local" if self.cluster is None else "dask",
+            processes=None if self.cluster is not None else
+            (1 if self.runner is None else self.runner.processes),
+            cluster_workers=None if self.cluster is None else self.cluster.workers))
 
     def control_loop(self) -> None:
         """Flush on time, report progress, and honour a stop request, whatever the fits do."""
@@ -150,8 +143,8 @@ class JobRun:
                 self.flush()
                 guard.end_children()
                 self.progress()  # the figures as flushed, for the supervisor's summary
-                self.events.send("stopped")
-                os._exit(EXIT_STOPPED)
+                self.events.send(protocol.Stopped())
+                os._exit(Exit.STOPPED)
             backoff = min(60.0, self.interval * 2 ** self.flush_failures)
             if self.dirty and now - self.last_flush >= (backoff if self.flush_failures
                                                          else self.interval):
@@ -212,7 +205,7 @@ class JobRun:
             tasks = (Task(i, f, built[i]) for i, f in order)
             if not self.dispatched:
                 self.dispatched = True
-                self.events.send("dispatching")  # the search proper starts now
+                self.events.send(protocol.Dispatching())  # the search proper starts now
             if self.cluster is not None:
                 outcomes = self.cluster.stream(template, tasks, X, y, self.splits, scoring)
             else:
@@ -269,7 +262,7 @@ class JobRun:
                 self.store.write(f"model-{name}", model_ckpt)
                 break
             except OSError as e:
-                self.events.send("disk", error=f"model checkpoint write failed: {e}")
+                self.events.send(protocol.Disk(error=f"model checkpoint write failed: {e}"))
                 log.error("%s: %s: model checkpoint write failed (%s); retrying", self.job_id,
                           name, e)
                 time.sleep(min(60.0, self.interval))
@@ -306,7 +299,7 @@ class JobRun:
             raise
         except Exception:
             if self.stop_requested:
-                # the control thread is ending the pool and exits for us (EXIT_STOPPED)
+                # the control thread is ending the pool and exits for us (Exit.STOPPED)
                 threading.Event().wait()
             # e.g. a joblib worker was killed: keep every result so far, then die loudly
             log.exception("%s: worker failed; saving the results so far", self.job_id)
@@ -317,8 +310,8 @@ class JobRun:
             self.cluster.close()
         if self.runner is not None:
             self.runner.close()
-        self.events.send("done")
-        return EXIT_DONE
+        self.events.send(protocol.Done())
+        return Exit.DONE
 
 
 class _Refit:
@@ -344,35 +337,30 @@ class _Refit:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="searchd.worker")
-    p.add_argument("--state", type=Path, required=True)
-    p.add_argument("--jobs", type=Path, required=True)
     p.add_argument("--job", required=True)
-    p.add_argument("--n-jobs", type=int, default=-1)
-    p.add_argument("--checkpoint-interval", type=float, default=5.0)
-    p.add_argument("--max-candidates", type=int, default=100_000)
-    p.add_argument("--allow-module", action="append", default=[])
     p.add_argument("--events-fd", type=int)
-    p.add_argument("--log-level", default="INFO")
-    p.add_argument("--dask", metavar="ADDRESS", help="run the fits on this Dask scheduler")
+    p.add_argument("--settings", type=protocol.decode_settings, required=True,
+                   help="the daemon's settings (protocol.encode_settings)")
     args = p.parse_args(argv)
+    settings: Settings = args.settings
     # joblib's resource tracker outlives this process by a moment on purpose: it removes the
     # semaphores and memory maps loky leaves at a fast exit. That is not worth a warning in
     # the daemon's log (the tracker inherits this environment when the pool starts).
     os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [
         os.environ.get("PYTHONWARNINGS"),
         "ignore::UserWarning:joblib.externals.loky.backend.resource_tracker"]))
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
                         format=os.environ.get("SEARCHD_LOG_FORMAT", "%(name)s: %(message)s"))
     guard.die_with_parent()
     events = Events(args.events_fd)
-    job_dir = args.state / args.job
+    job_dir = settings.job_dir(args.job)
     run: JobRun | None = None
 
     def on_term(signum: int, frame: object) -> None:
         if run is not None:
             run.stop_requested = True  # the control thread flushes and exits
         else:
-            raise SystemExit(EXIT_STOPPED)
+            raise SystemExit(Exit.STOPPED)
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; Ctrl-C hits the group
@@ -380,28 +368,29 @@ def main(argv: list[str] | None = None) -> int:
         with exclusive(job_dir / "job.lock", f"job {args.job}"):
             clean_temp_files(job_dir)
             shutil.rmtree(job_dir / POOL_DATA, ignore_errors=True)  # a killed run's
-            run = JobRun(job_dir, args.jobs, args.job, args.n_jobs, args.checkpoint_interval,
-                         tuple(args.allow_module), args.max_candidates, events, args.dask)
+            run = JobRun(job_dir, settings.jobs_dir, args.job, settings.n_jobs,
+                         settings.checkpoint_interval, settings.allow_modules,
+                         settings.max_candidates, events, settings.dask_scheduler)
             code = run.run()
         # Skip loky's leisurely teardown (~0.6 s): everything is flushed and reported.
         logging.shutdown()
         guard.end_children(timeout=1.0)
         os._exit(code)
     except (JobSpecError, DataError) as e:
-        events.send("invalid", error=str(e))
+        events.send(protocol.Invalid(error=str(e)))
         log.error("%s: invalid: %s", args.job, e)
-        return EXIT_INVALID
+        return Exit.INVALID
     except ClusterUnavailableError as e:
         if run is not None:
             run.flush()  # keep every result that came back before the cluster went away
-        events.send("cluster", error=str(e))
+        events.send(protocol.Cluster(error=str(e)))
         log.error("%s: %s; the job waits and retries", args.job, e)
-        return EXIT_CLUSTER
+        return Exit.CLUSTER
     except StateLockedError as e:
         log.error("%s", e)
-        return EXIT_LOCKED
+        return Exit.LOCKED
     except (CheckpointError, SearchdError) as e:
-        events.send("failed", error=str(e))
+        events.send(protocol.Failed(error=str(e)))
         log.error("%s: %s", args.job, e)
-        return 1
+        return Exit.FAILED
 
