@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 from conftest import Env, fits_logged
 
-from searchd.cli.main import parse_duration
+from searchd.cli.main import ERROR_CHARS, one_line, parse_duration
 
 JOB = """
 [data]
@@ -115,3 +117,22 @@ def test_durations() -> None:
     assert parse_duration("1h30m") == 5400
     with pytest.raises(Exception, match="duration"):
         parse_duration("soon")
+
+
+def test_unwritable_state_is_one_line_not_a_traceback(env: Env) -> None:
+    """An OSError the user can fix (a state folder that cannot be written) is one line."""
+    blocker = env.root / "afile"
+    blocker.write_text("not a folder")
+    (env.state / "pause.json").mkdir(parents=True)  # pause cannot replace a folder
+    for args, state in ((["run", "--drain"], blocker / "state"), (["pause"], env.state)):
+        cmd = [sys.executable, "-m", "searchd", *args, "--state", str(state),
+               "--jobs", str(env.jobs)]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=env.root)
+        assert out.returncode == 1 and out.stderr.startswith("searchd: error: "), out.stderr
+        assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+        assert "[Errno" not in out.stderr and str(state)[:20] in out.stderr, out.stderr
+
+
+def test_error_lines_are_clipped() -> None:
+    line = one_line("x" * 10_000 + "\nsecond line")
+    assert len(line) == ERROR_CHARS and "\n" not in line and line.endswith("…")

@@ -141,11 +141,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         from searchd.cli import commands
         return int(getattr(commands, f"cmd_{args.command}")(args, settings_for(args)))
     except SearchdError as e:
-        print(f"searchd: error: {e}", file=sys.stderr)
+        print(f"searchd: error: {one_line(str(e))}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a read-only or full state folder, a missing parent, ...
+        if isinstance(e, BrokenPipeError):  # e.g. `searchd status | head`
+            return 0
+        print(f"searchd: error: {one_line(os_error(e))}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # e.g. `searchd status | head`
-        return 0
 
 
+#: an error line longer than this is cut (a 100 kB value in a job file stays out of the terminal)
+ERROR_CHARS = 500
+
+
+def one_line(message: str, limit: int = ERROR_CHARS) -> str:
+    """A message as one line of at most ``limit`` characters."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def os_error(e: OSError) -> str:
+    """``<file>: <reason>`` for an OSError, without Python's ``[Errno N]`` prefix."""
+    reason = e.strerror or str(e)
+    where = e.filename if e.filename is not None else None
+    if where is None:
+        return reason
+    other = f" -> {e.filename2}" if e.filename2 is not None else ""
+    return f"{where}{other}: {reason}"
