@@ -31,6 +31,9 @@ class Settings:
     max_candidates: int = 100_000
     #: extra top-level modules whose estimators job files may name (besides scikit-learn)
     allow_modules: tuple[str, ...] = ()
+    #: folders ``csv:``/``npz:`` data may be read from, besides the jobs folder (never
+    #: the state folder, even inside one of these)
+    data_dirs: tuple[Path, ...] = ()
     log_level: str = "INFO"
     #: seconds between two scans of the jobs directory
     scan_interval: float = 1.0
@@ -76,6 +79,11 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise SettingsError(f"{source}: {key}: expected a list of module names, got {value!r}")
         return tuple(value)
+    if key == "data_dirs":
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, (str, Path)) and str(v) for v in value):
+            raise SettingsError(f"{source}: {key}: expected a list of folders, got {value!r}")
+        return tuple(Path(v) for v in value)
     if key in ("run_window", "dask_scheduler"):
         if value is not None and not isinstance(value, str):
             raise SettingsError(f"{source}: {key}: expected a string, got {value!r}")

@@ -657,7 +657,7 @@ WORKER: dict[str, tuple[str, str]] = {
                         "binary.bin: not UTF-8 text"),
     "csv_dir.toml": (_job(data='source = "csv:."\ntarget = "y"'), ": Is a directory"),
     "csv_zero.toml": (_job(data='source = "csv:/dev/zero"\ntarget = "y"'),
-                      "/dev/zero: not a regular file"),
+                      "/dev/zero: data files are read only from the job's folder"),
     "csv_fifo.toml": (_job(data='source = "csv:fifo.pipe"\ntarget = "y"'),
                       "fifo.pipe: not a regular file"),
     "npz_cut.toml": (_job(data='source = "npz:cut.npz"'), "cut.npz: not a readable .npz file"),

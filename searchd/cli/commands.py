@@ -11,7 +11,7 @@ from typing import Any
 
 from searchd.errors import JobSpecError, NotFoundError, SearchdError
 from searchd.jobs.folder import scan
-from searchd.jobs.spec import SUFFIXES, JobSpec, load_job
+from searchd.jobs.spec import SUFFIXES, JobSpec, job_id_problem, load_job
 from searchd.settings import Settings
 from searchd.state import control
 from searchd.state.records import (
@@ -57,7 +57,8 @@ def check_job(path: Path, settings: Settings) -> tuple[JobSpec, dict[str, Any]]:
     spec = load_job(path, settings.max_candidates)
     for m in spec.models:
         check_model(spec, m, settings.allow_modules)
-    data = load_dataset(spec, is_classification(spec, settings.allow_modules))
+    data = load_dataset(spec, is_classification(spec, settings.allow_modules),
+                        data_dirs=settings.data_dirs, state_dir=settings.state_dir)
     info = {"train_samples": len(data.y_train),
             "test_samples": None if data.y_test is None else len(data.y_test),
             "features": int(data.X_train.shape[1]) if data.X_train.ndim > 1 else 1}
@@ -233,20 +234,26 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     from searchd.cli.export import export_model
-    name = export_model(settings.state_dir, args.job, args.model, args.format, args.output)
-    print(f"exported {args.job}/{name} ({args.format}) → {args.output}")
+    name, size = export_model(settings.state_dir, args.job, args.model, args.format,
+                              args.output)
+    print(f"exported {args.job}/{name} ({args.format}) → {args.output} ({size:,} bytes)")
     return 0
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     key = load_key(settings.state_dir)
+    if args.job and job_id_problem(args.job):
+        raise NotFoundError(f"no job {args.job!r} in {settings.state_dir}: "
+                            f"{job_id_problem(args.job)}")
+    # job folders only: not the daemon's own (quarantine, published), never through a link
     jobs = [args.job] if args.job else sorted(
-        d.name for d in settings.state_dir.iterdir() if d.is_dir() and d.name != "quarantine")
+        d.name for d in settings.state_dir.iterdir()
+        if job_id_problem(d.name) is None and d.is_dir() and not d.is_symlink())
     bad = 0
     report = []
     for jid in jobs:
         d = settings.state_dir / jid
-        if not d.is_dir():
+        if not d.is_dir() or d.is_symlink():
             raise NotFoundError(f"no job {jid!r} in {settings.state_dir}")
         for path, reason in CheckpointStore(d, key, jid).verify_all():
             bad += reason is not None

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,11 +43,15 @@ class JobFile:
     error: str | None = None
 
 
-def scan(jobs_dir: Path) -> tuple[dict[str, JobFile], list[tuple[Path, str]]]:
+def scan(jobs_dir: Path, state_dir: Path | None = None
+         ) -> tuple[dict[str, JobFile], list[tuple[Path, str]]]:
     """Job files by id, and files that cannot be jobs (with the reason).
 
-    A name that cannot be a job id (hidden, bad characters, an id used twice) is
-    rejected. A file with a good name that cannot be read as a job — a symbolic
+    A name that cannot be a job id (hidden, bad characters, a name the state folder
+    uses for itself, an id used twice) is rejected, and so is one whose folder in
+    ``state_dir`` is taken by something that is not a folder (a planted file): no
+    record of it could be written. Rejected files never touch the state folder.
+    A file with a good name that cannot be read as a job — a symbolic
     link (never followed: jobs/ may be shared with other users, and a link would
     make the daemon read any file it can), not a regular file, larger than
     MAX_JOB_BYTES, unreadable — is returned with its ``error``, so it shows as
@@ -72,6 +78,16 @@ def scan(jobs_dir: Path) -> tuple[dict[str, JobFile], list[tuple[Path, str]]]:
             rejected.append((path, f"ignored: job id {jid!r} is already used by "
                                    f"{found[jid].path.name}"))
             continue
+        if state_dir is not None:
+            try:
+                st = os.lstat(state_dir / jid)
+            except FileNotFoundError:
+                pass
+            else:
+                if not (stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+                    rejected.append((path, f"ignored: {state_dir / jid} is not a folder, so "
+                                           "the job has no place in the state folder"))
+                    continue
         try:
             raw, st = read_job_bytes(path, follow_symlinks=False)
         except JobSpecError as e:
@@ -90,7 +106,7 @@ def scan(jobs_dir: Path) -> tuple[dict[str, JobFile], list[tuple[Path, str]]]:
 def frozen_path(job_dir: Path) -> Path | None:
     for name in FROZEN_NAMES:
         p = job_dir / name
-        if p.exists():
+        if os.path.lexists(p):  # a link is found here, and refused when read
             return p
     return None
 
@@ -111,4 +127,5 @@ def frozen_spec(job_dir: Path, jobs_dir: Path, job_id: str, max_candidates: int)
     if p is None:
         raise JobSpecError(f"{job_dir}: no accepted job file")
     shown = jobs_dir / f"{job_id}{p.suffix}"
-    return parse_job(p.read_bytes(), shown, max_candidates, job_id=job_id, base_dir=jobs_dir)
+    raw, _ = read_job_bytes(p, follow_symlinks=False)  # state/ is never read through a link
+    return parse_job(raw, shown, max_candidates, job_id=job_id, base_dir=jobs_dir)

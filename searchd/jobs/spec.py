@@ -24,12 +24,18 @@ from typing import Any
 
 from searchd.errors import JobSpecError
 
-JOB_ID = re.compile(r"^[A-Za-z0-9._-]+$")
-NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+#: a job id, matched whole (``re.fullmatch``: ``$`` would let a trailing newline through)
+JOB_ID = re.compile(r"[A-Za-z0-9._-]+")
+#: names the state folder uses for itself: a job folder state/<id> must never be one of them
+RESERVED_IDS = ("pause.json", "quarantine", "published", "lost+found")
+#: prefixes and suffixes of the state folder's own files (searchd.key, searchd.lock, ...)
+RESERVED_PREFIXES = ("searchd.",)
+RESERVED_SUFFIXES = (".lock", ".pid", ".key")
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 #: step names a Pipeline refuses at fit (its own arguments) or that searchd uses itself
 RESERVED_STEPS = ("model", "memory", "steps", "transform_input", "verbose")
 #: a scikit-learn parameter name, or names joined by '__' (``scale__with_mean``)
-PARAM = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+PARAM = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 SUFFIXES = (".toml", ".json")
 HELPERS = ("range", "linspace", "logspace")
 #: the largest job file accepted: far above any real job (a 100,000-value grid written out
@@ -130,11 +136,22 @@ def job_id_of(path: Path) -> str:
 
 
 def job_id_problem(jid: str) -> str | None:
-    """Why ``jid`` cannot be a job id (it names a folder in state/), or None."""
-    if not JOB_ID.match(jid):
+    """Why ``jid`` cannot be a job id (it names a folder in state/), or None.
+
+    The id is also the name of the job's folder in state/, beside the daemon's own
+    files: an id equal to one of those (``pause.json``, ``searchd.key``, any ``*.lock``)
+    would make the daemon create a folder in their place, so such ids are refused.
+    """
+    if not JOB_ID.fullmatch(jid):
         return f"job id {_brief(jid)} may only use letters, digits, '.', '_', '-'"
-    if jid.startswith("."):  # '.' and '..' would be the state folder or its parent
-        return f"job id {jid!r} may not start with '.'"
+    if jid[0] in ".-":  # '.', '..': the state folder or its parent; '-x': an option
+        return f"job id {jid!r} may not start with {jid[0]!r}"
+    low = jid.lower()  # a case-insensitive file system would make SEARCHD.KEY the key
+    if (low in RESERVED_IDS or low.startswith(RESERVED_PREFIXES)
+            or low.endswith(RESERVED_SUFFIXES)):
+        return (f"job id {jid!r} is reserved: the state folder uses it for itself (no id may "
+                f"be {', '.join(RESERVED_IDS)}, start with "
+                f"{', '.join(RESERVED_PREFIXES)} or end in {', '.join(RESERVED_SUFFIXES)})")
     return None
 
 
@@ -426,7 +443,7 @@ class _Validator:
             step = self.table(step, key, required=True)
             self.keys(step, key, {"name", "estimator", "params"})
             name = self.string(step.get("name"), f"{key}.name")
-            if not NAME.match(name) or "__" in name or name in RESERVED_STEPS:
+            if not NAME.fullmatch(name) or "__" in name or name in RESERVED_STEPS:
                 raise self.fail(f"{key}.name", f"{_brief(name)} is not a usable step name "
                                 "(letters, digits, '_', '-', no '__', not "
                                 f"{', '.join(map(repr, RESERVED_STEPS))})")
@@ -444,7 +461,7 @@ class _Validator:
     def param_name(self, name: str, where: str) -> str:
         # Whether the estimator has the parameter is the worker's check; this one only
         # keeps names that no estimator can have (dunders, spaces, ...) out of it.
-        if not PARAM.match(name):
+        if not PARAM.fullmatch(name):
             raise self.fail(f"{where}.{name}", f"{_brief(name)} is not a parameter name "
                             "(letters, digits and '_', starting with a letter)")
         return name
@@ -452,7 +469,7 @@ class _Validator:
     def model(self, name: str, d: Any) -> tuple[ModelSpec, list[tuple[str, dict[str, Any]]]]:
         """Check a model type and count its candidates; its grids stay unexpanded."""
         key = f"models.{name}"
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             raise self.fail(key, "a model type's name uses letters, digits, '_' and '-'")
         d = self.table(d, key, required=True)
         self.keys(d, key, {"estimator", "params", "grid"})

@@ -8,14 +8,16 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from searchd.errors import SearchdError
-from searchd.state.store import atomic_write, make_private_dir
+from searchd.errors import NotFoundError, SearchdError
+from searchd.jobs.spec import clip, job_id_problem
+from searchd.state.store import atomic_write, make_private_dir, read_private
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +118,93 @@ class JobRecord:
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> JobRecord:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        known["state"] = JobState(known.get("state", "queued"))
-        return cls(**known)
+    def from_json(cls, d: Any, job_id: str, where: str = SUMMARY) -> JobRecord:
+        """The record ``d`` describes, for the job whose folder is named ``job_id``.
+
+        The folder's name, never the file's ``id``, says which job it is (a planted
+        ``"id": "../../x"`` must not become a path). Fields of the wrong type are
+        dropped (their default is used) with a warning, so that a damaged file cannot
+        stop the daemon or crash ``status``.
+        """
+        rec = cls(id=job_id)
+        if not isinstance(d, dict):
+            log.warning("%s: not a JSON object; rebuilding the record", where)
+            return rec
+        if d.get("id", job_id) != job_id:
+            log.warning("%s: says id %s; the folder's name %r is the job's id", where,
+                        _shown(d.get("id")), job_id)
+        for name, value in d.items():
+            if name == "id" or name not in _FIELD_TYPES:
+                continue
+            if name == "state":
+                try:
+                    rec.state = JobState(value)
+                except (ValueError, TypeError):
+                    log.warning("%s: state %s is no job state; using queued", where,
+                                _shown(value))
+                continue
+            if name == "models":
+                rec.models = _models(value, where)
+                continue
+            if not _fits(value, _FIELD_TYPES[name]):
+                log.warning("%s: %s: expected %s, got %s; using the default", where, name,
+                            _FIELD_TYPES[name], _shown(value))
+                continue
+            setattr(rec, name, float(value) if "float" in _FIELD_TYPES[name]
+                    and isinstance(value, int) else value)
+        return rec
+
+
+#: the JSON type of each field of summary.json, as the record's annotations state it
+_FIELD_TYPES: dict[str, str] = {
+    name: str(f.type) for name, f in JobRecord.__dataclass_fields__.items()}
+#: what a model type's entry in ``models`` may hold, and the type of each (the worker's
+#: ``ModelResults.summary``); anything else is dropped
+_MODEL_TYPES: dict[str, str] = {
+    "state": "str", "fits_done": "int", "fits_total": "int", "errors": "int",
+    "best_score": "float | None", "best_params": "dict | None",
+    "test_score": "dict | None", "error": "str | None"}
+
+
+def _fits(value: Any, annotation: str) -> bool:
+    """Whether a JSON value has the type a field's annotation names."""
+    kinds = {k.strip().split("[")[0] for k in annotation.split("|")}
+    if value is None:
+        return "None" in kinds
+    if isinstance(value, bool):
+        return "bool" in kinds
+    if isinstance(value, int):
+        return "int" in kinds or "float" in kinds
+    if isinstance(value, float):
+        return "float" in kinds and math.isfinite(value)
+    if isinstance(value, str):
+        return "str" in kinds or "JobState" in kinds
+    return isinstance(value, dict) and "dict" in kinds
+
+
+def _models(value: Any, where: str) -> dict[str, dict[str, Any]]:
+    """``models`` with every entry of the expected shape; the rest dropped with a warning."""
+    if not isinstance(value, dict):
+        log.warning("%s: models: expected an object, got %s; dropping it", where,
+                    _shown(value))
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in value.items():
+        if not isinstance(entry, dict):
+            log.warning("%s: models.%s: expected an object, got %s; dropping it", where,
+                        _shown(name), _shown(entry))
+            continue
+        good = {k: v for k, v in entry.items() if k in _MODEL_TYPES and _fits(v, _MODEL_TYPES[k])}
+        if len(good) != len(entry):
+            log.warning("%s: models.%s: dropped malformed fields %s", where, _shown(name),
+                        _shown(sorted(set(entry) - set(good))))
+        out[name] = good
+    return out
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + "..."
 
 
 def finite(value: Any) -> Any:
@@ -134,33 +219,54 @@ def finite(value: Any) -> Any:
 
 
 def summary_path(state_dir: Path, job_id: str) -> Path:
+    """state/<job_id>/summary.json; a name that cannot be a job id is refused (NotFoundError):
+    a job's folder is always exactly one level below the state folder."""
+    problem = job_id_problem(job_id)
+    if problem:
+        raise NotFoundError(f"no job {clip(repr(job_id))} in {state_dir}: {problem}")
     return state_dir / job_id / SUMMARY
 
 
 def write_summary(state_dir: Path, rec: JobRecord) -> None:
     rec.updated_at = time.time()
-    make_private_dir(state_dir / rec.id)
+    path = summary_path(state_dir, rec.id)
+    make_private_dir(path.parent)
     text = json.dumps(finite(rec.as_json()), indent=2, allow_nan=False, default=str) + "\n"
-    atomic_write(summary_path(state_dir, rec.id), text.encode(), durable=False)
+    atomic_write(path, text.encode(), durable=False)
 
 
 def read_summary(state_dir: Path, job_id: str) -> JobRecord | None:
     p = summary_path(state_dir, job_id)
     try:
-        return JobRecord.from_json(json.loads(p.read_text()))
+        doc = json.loads(read_private(p).decode())
     except FileNotFoundError:
         return None
-    except (ValueError, TypeError) as e:
-        log.error("%s: unreadable summary (%s); rebuilding it", p, e)
+    except (OSError, ValueError, RecursionError) as e:  # a link, a folder, not JSON, ...
+        log.error("%s: unreadable summary (%s); rebuilding it", p, clip(str(e), 200))
         return None
+    return JobRecord.from_json(doc, job_id, str(p))
 
 
 def all_summaries(state_dir: Path) -> list[JobRecord]:
+    """The record of every job folder in ``state_dir``, identified by the folder's name.
+
+    Entries that cannot be job folders are skipped: the daemon's own (``quarantine``,
+    ``published``, names that are no job id) silently, symbolic links with a warning
+    (never followed).
+    """
     out: list[JobRecord] = []
-    if not state_dir.is_dir():
+    try:
+        entries = sorted(os.scandir(state_dir), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
         return out
-    for d in sorted(state_dir.iterdir()):
-        if d.is_dir():
+    for d in entries:
+        if job_id_problem(d.name) is not None:
+            continue
+        if d.is_symlink():
+            log.warning("%s: a symbolic link, not a job folder; ignored (never followed)",
+                        d.path)
+            continue
+        if d.is_dir(follow_symlinks=False):
             rec = read_summary(state_dir, d.name)
             if rec is not None:
                 out.append(rec)

@@ -14,6 +14,7 @@ instant leaves at least one good generation.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import hmac
 import logging
@@ -21,6 +22,7 @@ import os
 import pickle
 import platform
 import secrets
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -85,8 +87,125 @@ def clean_temp_files(folder: Path) -> int:
     return n
 
 
+class UnsafePathError(OSError):
+    """A path inside the state folder that searchd will not use (not its own folder or file).
+
+    An OSError, so that every writer's handling of a failed write applies to it too.
+    """
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(errno.EPERM, why, str(path))
+        self.path, self.why = path, why
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.why}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.path, self.why)
+
+
+def _own_dir(path: Path, st: os.stat_result) -> None:
+    """Refuse a folder that is not the daemon user's; make one open to others private."""
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafePathError(path, "is not a folder; searchd keeps its own folder here")
+    if st.st_uid != os.geteuid():
+        raise UnsafePathError(path, f"belongs to uid {st.st_uid}, not to searchd's user "
+                                    f"({os.geteuid()}); refusing to use it")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700, follow_symlinks=False)
+        log.warning("%s: was mode %04o (open to others); made it 0700", path,
+                    st.st_mode & 0o7777)
+
+
 def make_private_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """``path`` as a folder of the daemon's own, mode 0700, never through a symlink.
+
+    Inside the state folder a symbolic link is never followed: one found where a folder
+    belongs (a job folder, ``quarantine``) is removed (only the link: its target is not
+    touched) and a real folder made, with a warning. Parents are made as needed and
+    followed as they are (the state folder itself may be a link the operator set up).
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.mkdir(path, 0o700)
+        return
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        log.warning("%s: a symbolic link where searchd keeps a folder; removing the link "
+                    "(not following it) and making the folder", path)
+        os.unlink(path)
+        os.mkdir(path, 0o700)
+        return
+    _own_dir(path, st)
+
+
+def secure_state_dir(state_dir: Path) -> None:
+    """At the daemon's start: the state folder and every folder in it private (0700), no
+    symbolic links used as job folders.
+
+    The state folder itself may be a link (the operator's choice); inside it, a linked
+    job folder is left alone but never loaded (see :func:`records.all_summaries`), a
+    folder of another user is refused (``UnsafePathError``), and modes open to others
+    are closed.
+    """
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _own_dir(state_dir, os.stat(state_dir))
+        for entry in os.scandir(state_dir):
+            if entry.is_dir(follow_symlinks=False):
+                folder = Path(entry.path)
+                _own_dir(folder, entry.stat(follow_symlinks=False))
+                for sub in os.scandir(folder):
+                    if sub.is_dir(follow_symlinks=False):
+                        _own_dir(Path(sub.path), sub.stat(follow_symlinks=False))
+            elif entry.is_symlink():
+                log.warning("%s: a symbolic link in the state folder; searchd never follows "
+                            "it", entry.path)
+    except UnsafePathError as e:
+        raise CheckpointError(f"{e} (state folder {state_dir})") from None
+    except PermissionError as e:
+        raise CheckpointError(f"{e.filename}: cannot make it private: {e.strerror}") from None
+
+
+def read_private(path: Path) -> bytes:
+    """The bytes of a regular file in the state folder, never through a symbolic link.
+
+    FileNotFoundError if absent; :class:`UnsafePathError` for a link, a FIFO, a device
+    or a folder (a FIFO would block the reader for ever).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UnsafePathError(path, "is a symbolic link; searchd does not follow links "
+                                        "in its state folder") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafePathError(path, "is not a regular file")
+        return f.read()
+
+
+def open_private_append(path: Path) -> int:
+    """A file descriptor appending to ``path`` (0600), never through a symbolic link: a link
+    found there is removed (its target untouched) and a fresh file made, with a warning."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        log.warning("%s: a symbolic link; removing it (not following it) and starting the "
+                    "file afresh", path)
+        os.unlink(path)
+        fd = os.open(path, flags | os.O_EXCL, 0o600)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafePathError(path, "is not a regular file")
+    os.set_blocking(fd, True)
+    return fd
 
 
 # --- key and signatures ------------------------------------------------------------------------
@@ -95,11 +214,13 @@ def load_key(state_dir: Path, create: bool = False) -> bytes:
     """The state directory's HMAC key; made (0600) on first use by the daemon."""
     path = state_dir / KEY_FILE
     try:
-        mode = path.stat().st_mode & 0o777
+        key = read_private(path)  # a link, a folder (say, a job named so once), ...: refused
+        mode = path.lstat().st_mode & 0o777
         if mode & 0o077:
             raise CheckpointError(f"{path}: key is readable or writable by others (mode "
                                   f"{mode:04o}); refusing it: chmod 600 {path}")
-        key = path.read_bytes()
+    except UnsafePathError as e:
+        raise CheckpointError(f"{e}; refusing it as the key (move it away)") from None
     except FileNotFoundError:
         if not create:
             raise CheckpointError(f"{path}: no key (has the daemon run on this state "
@@ -110,7 +231,7 @@ def load_key(state_dir: Path, create: bool = False) -> bytes:
             raise CheckpointError(f"{path}: the key is missing but checkpoints exist (e.g. "
                                   f"{existing}); restore the key, or move the job folders "
                                   "away to start afresh") from None
-        make_private_dir(state_dir)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = secrets.token_bytes(32)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -241,8 +362,11 @@ class CheckpointStore:
         if name in self._trusted:
             return True
         try:
-            verified_payload(self.key, self.context(name), cur.read_bytes())
+            verified_payload(self.key, self.context(name), read_private(cur))
             return True
+        except UnsafePathError as e:
+            self.quarantine(cur, e.why)
+            return False
         except CheckpointError as e:
             self.quarantine(cur, e.message)
             return False
@@ -251,15 +375,19 @@ class CheckpointStore:
         """The newest generation that verifies (None if none), and what was refused."""
         refused: list[Refused] = []
         with self.lock:
-            blobs = []
+            blobs: list[tuple[Path, bytes | UnsafePathError]] = []
             # .next, when present, is the newest complete generation (a crash hit the rotation)
             for p in (self.dir / f".{name}.next", self.path(name), self.path(name, prev=True)):
                 try:
-                    blobs.append((p, p.read_bytes()))
+                    blobs.append((p, read_private(p)))
                 except FileNotFoundError:
                     continue
+                except UnsafePathError as e:  # never read; moved aside like a bad checkpoint
+                    blobs.append((p, e))
         for p, blob in blobs:
             try:
+                if isinstance(blob, UnsafePathError):
+                    raise CheckpointError(blob.why)
                 data = loads(self.key, self.context(name), blob, str(p))
                 if p == self.path(name):
                     self._trusted.add(name)
@@ -282,11 +410,19 @@ class CheckpointStore:
         make_private_dir(qdir)
         stamp = time.strftime("%Y%m%dT%H%M%S")
         dest = qdir / f"{path.name}.{stamp}-{secrets.token_hex(2)}"
-        with self.lock:
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(path, dest)
-        atomic_write(dest.with_name(dest.name + ".reason"), (reason + "\n").encode(),
-                     durable=False)
+        # Through a descriptor of the folder opened without following a link: a link put
+        # in its place after the check above cannot send the file anywhere else.
+        qfd = os.open(qdir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            with self.lock:
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(path, dest.name, dst_dir_fd=qfd)
+            fd = os.open(f"{dest.name}.reason", os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                         | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=qfd)
+            with os.fdopen(fd, "wb") as f:
+                f.write((reason + "\n").encode())
+        finally:
+            os.close(qfd)
         log.warning("%s: moved %s to %s: %s", self.job_id, path.name, dest, reason)
         return dest
 
@@ -300,8 +436,10 @@ class CheckpointStore:
         for p in sorted(self.dir.glob(f"*{SUFFIX}")):
             name = p.name[: -len(SUFFIX)].removesuffix(".prev")
             try:
-                verified_payload(self.key, self.context(name), p.read_bytes())
+                verified_payload(self.key, self.context(name), read_private(p))
                 out.append((p, None))
+            except UnsafePathError as e:
+                out.append((p, e.why))
             except CheckpointError as e:
                 out.append((p, e.message))
         return out

@@ -27,12 +27,12 @@ from searchd import lifeline as guard
 from searchd import protocol
 from searchd.errors import JobSpecError, SearchdError, SettingsError
 from searchd.jobs.folder import JobFile, freeze, frozen_path, scan
-from searchd.jobs.spec import parse_job
+from searchd.jobs.spec import clip, parse_job
 from searchd.protocol import Exit, describe_exit
 from searchd.settings import Settings
 from searchd.state import control
 from searchd.state.records import ACTIVE, JobRecord, JobState, all_summaries, write_summary
-from searchd.state.store import clean_temp_files, exclusive, load_key, make_private_dir
+from searchd.state.store import clean_temp_files, exclusive, load_key, secure_state_dir
 from searchd.supervisor.handle import WorkerProc
 from searchd.supervisor.idle import (
     CONFIRM_FRACTION,
@@ -103,7 +103,7 @@ class Daemon:
     def started(self) -> Iterator[None]:
         """Hold the state directory, clean up what a killed daemon left, load the records."""
         state = self.settings.state_dir
-        make_private_dir(state)
+        secure_state_dir(state)  # private folders, no links followed
         with exclusive(state / "searchd.lock", f"state directory {state}", state / "searchd.pid"):
             load_key(state, create=True)
             n = guard.end_leftovers(state)
@@ -215,10 +215,10 @@ class Daemon:
 
     def scan(self) -> None:
         """Accept new job files, notice changed and removed ones, apply cancel requests."""
-        files, rejected = scan(self.settings.jobs_dir)
+        files, rejected = scan(self.settings.jobs_dir, self.settings.state_dir)
         for path, reason in rejected:
             if (path, reason) not in self._rejected:  # once, not at every scan
-                log.warning("%s: %s", path, reason)
+                log.warning("%s: %s", clip(str(path), 300), reason)
         self._rejected = set(rejected)
         for jid, jf in files.items():
             rec = self.records.get(jid)

@@ -11,7 +11,7 @@ import os
 import stat
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,8 +42,23 @@ class Dataset:
     digest: str
 
 
-def load_dataset(job: JobSpec, classification: bool) -> Dataset:
-    X, y = load_xy(job)
+@dataclass(frozen=True)
+class DataPlaces:
+    """Where ``csv:``/``npz:`` files may be read from: the job's jobs folder (``base_dir``)
+    and the daemon's ``data_dirs``, never the state folder (not even inside those)."""
+
+    data_dirs: tuple[Path, ...] = ()
+    state_dir: Path | None = None
+
+
+def load_dataset(job: JobSpec, classification: bool, data_dirs: Sequence[Path] = (),
+                 state_dir: Path | None = None) -> Dataset:
+    """The job's data, split into training and hold-out sets.
+
+    ``data_dirs`` (the daemon's setting) and ``state_dir`` decide which files a
+    ``csv:``/``npz:`` source may name, besides those in the job's own folder.
+    """
+    X, y = load_xy(job, DataPlaces(tuple(data_dirs), state_dir))
     kind = _check_labels(job, y) if classification else None
     X_test = y_test = None
     if job.data.test_size is not None:
@@ -85,16 +100,16 @@ def _check_labels(job: JobSpec, y: np.ndarray) -> str:
     return str(kind)
 
 
-def load_xy(job: JobSpec) -> tuple[np.ndarray, np.ndarray]:
+def load_xy(job: JobSpec, places: DataPlaces = DataPlaces()) -> tuple[np.ndarray, np.ndarray]:
     kind, _, rest = job.data.source.partition(":")
     where = f"{job.path}: data.source"
     if kind == "sklearn":
         X, y = _sklearn(rest, dict(job.data.params), where)
     elif kind == "csv":
         assert job.data.target is not None  # the spec insists on it
-        X, y = _csv(_path(job, rest, where), job.data.target, where)
+        X, y = _csv(_path(job, rest, where), job.data.target, where, _check(job, places))
     else:
-        X, y = _npz(_path(job, rest, where), where)
+        X, y = _npz(_path(job, rest, where), where, _check(job, places))
     # make_* generators may return sparse matrices, npz files anything: the fits need arrays
     if X.ndim != 2 or y.ndim not in (1, 2) or X.dtype == object or y.dtype == object:
         raise DataError(f"{where}: X must be a 2-D and y a 1-D or 2-D array of values, got "
@@ -114,20 +129,64 @@ def _path(job: JobSpec, rest: str, where: str) -> Path:
     return p if p.is_absolute() else job.data.base_dir / p
 
 
-def _open(path: Path, where: str) -> int:
+#: checks a path (as resolved) against the folders data may come from; raises DataError
+Check = Callable[[Path, str, str], None]
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _check(job: JobSpec, places: DataPlaces) -> Check:
+    """The check of one job: its jobs folder and ``data_dirs`` allowed, the state folder not.
+
+    Paths are compared once every symbolic link and ``..`` is resolved, so neither a
+    link in the jobs folder nor ``../state/...`` reaches a file outside. The message
+    says which folders are allowed and nothing about the file (not even whether it exists).
+    """
+    allowed = [os.path.realpath(d) for d in (job.data.base_dir, *places.data_dirs)]
+    state = None if places.state_dir is None else os.path.realpath(places.state_dir)
+
+    def check(real: Path, shown: str, where: str) -> None:
+        r = str(real)
+        if state is not None and _under(r, state):
+            raise DataError(f"{where}: {shown}: is in the state folder; searchd never reads "
+                            "data from there")
+        if not any(_under(r, a) for a in allowed):
+            raise DataError(f"{where}: {shown}: data files are read only from the job's "
+                            f"folder ({clip(str(job.data.base_dir), PATH_CHARS)}) and the "
+                            "daemon's data_dirs (after resolving links and '..')")
+    return check
+
+
+def _open(path: Path, where: str, check: Check) -> int:
     """A file descriptor on the regular file ``path``; anything else is a DataError.
 
+    The path must resolve into an allowed folder (``check``), before it is opened (an
+    open alone can have effects, on a device) and again after, on the file actually
+    opened (``/proc/self/fd``), so that a link swapped in between gains nothing.
     A FIFO would block the worker for ever and a device (``/dev/zero``) never ends, so
     both are refused by looking at the opened file (``O_NONBLOCK`` keeps the open
     itself from blocking).
     """
     shown = clip(str(path), PATH_CHARS)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        real = Path(os.path.realpath(path))
+        check(real, shown, where)
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError as e:
         raise DataError(f"{where}: {shown}: {e.strerror or e}") from None
     except ValueError:  # an embedded NUL
         raise DataError(f"{where}: {shown}: not a usable path") from None
+    try:
+        opened = Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:  # no /proc: the check before the open stands
+        opened = real
+    try:
+        check(opened, shown, where)
+    except DataError:
+        os.close(fd)
+        raise
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -168,9 +227,9 @@ def _lines(f: Any, path: str, where: str) -> Iterator[str]:
         yield line
 
 
-def _csv(path: Path, target: str, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _csv(path: Path, target: str, where: str, check: Check) -> tuple[np.ndarray, np.ndarray]:
     shown = clip(str(path), PATH_CHARS)
-    with open(_open(path, where), newline="", encoding="utf-8-sig") as f:
+    with open(_open(path, where, check), newline="", encoding="utf-8-sig") as f:
         try:
             rows = list(csv.reader(_lines(f, shown, where)))
         except UnicodeDecodeError as e:
@@ -186,19 +245,23 @@ def _csv(path: Path, target: str, where: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{where}: {shown} is empty")
     # Blank lines (a trailing newline too many) are no samples.
     header, body = rows[0], [r for r in rows[1:] if r]
+    # Messages about the content say where (row, column number), never what: the
+    # file may be one the job's author cannot read.
     for n, r in enumerate(rows[1:], start=2):
         if r and len(r) != len(header):
-            raise DataError(f"{where}: {shown}: a row has {len(r)} fields, the header "
-                            f"{len(header)} (row {n}: {clip(','.join(r))})")
+            raise DataError(f"{where}: {shown}: row {n} has {len(r)} fields, the header "
+                            f"{len(header)}")
     if target not in header:
-        raise DataError(f"{where}: {shown}: no column {clip(repr(target))} (columns: "
-                        f"{clip(', '.join(header), 400)})")
+        raise DataError(f"{where}: {shown}: no column {clip(repr(target))} in its header "
+                        f"({len(header)} columns)")
     t = header.index(target)
     try:
         X = np.array([[float(v) for i, v in enumerate(r) if i != t] for r in body])
-    except ValueError as e:
-        raise DataError(f"{where}: {shown}: feature columns must be numeric: "
-                        f"{clip(str(e))}") from None
+    except ValueError:
+        n, col = next((n, i + 1) for n, r in enumerate(body, start=2) for i, v in enumerate(r)
+                      if i != t and not _is_number(v))
+        raise DataError(f"{where}: {shown}: feature columns must be numeric; row {n}, "
+                        f"column {col} is not a number") from None
     y_raw = [r[t] for r in body]
     try:
         y: np.ndarray = np.array([float(v) for v in y_raw])
@@ -209,17 +272,26 @@ def _csv(path: Path, target: str, where: str) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def _npz(path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _npz(path: Path, where: str, check: Check) -> tuple[np.ndarray, np.ndarray]:
     shown = clip(str(path), PATH_CHARS)
-    with open(_open(path, where), "rb") as fh:
+    with open(_open(path, where, check), "rb") as fh:
         try:
             loaded = np.load(fh, allow_pickle=False)
             if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy file: one bare array
                 raise DataError(f"{where}: {shown} is not an .npz archive of arrays X and y")
             with loaded as f:
                 if "X" not in f or "y" not in f:
+                    missing = " and ".join(k for k in ("X", "y") if k not in f)
                     raise DataError(f"{where}: {shown} must hold arrays named X and y "
-                                    f"(has {clip(', '.join(f.files))})")
+                                    f"(it has no {missing})")
                 X, y = f["X"], f["y"]
         except OSError as e:
             raise DataError(f"{where}: {shown}: {e.strerror or e}") from None

@@ -35,7 +35,13 @@ from searchd.settings import Settings
 from searchd.state.checkpoint import BASE as RESULTS
 from searchd.state.checkpoint import ResultsCheckpoint, read_results
 from searchd.state.results import DONE, RUNNING, ModelResults
-from searchd.state.store import CheckpointStore, clean_temp_files, exclusive, load_key
+from searchd.state.store import (
+    CheckpointStore,
+    clean_temp_files,
+    exclusive,
+    load_key,
+    open_private_append,
+)
 from searchd.worker.dask_runner import ClusterUnavailableError, DaskCluster, cluster_address
 from searchd.worker.data import Dataset, load_dataset
 from searchd.worker.estimators import build_candidate, check_model, is_classification
@@ -72,8 +78,10 @@ class JobRun:
 
     def __init__(self, job_dir: Path, jobs_dir: Path, job_id: str, n_jobs: int,
                  interval: float, allow: tuple[str, ...], max_candidates: int,
-                 events: Events, dask: str | None = None) -> None:
+                 events: Events, dask: str | None = None,
+                 data_dirs: tuple[Path, ...] = ()) -> None:
         self.dir, self.job_id = job_dir, job_id
+        self.data_dirs = data_dirs  #: where csv:/npz: files may be, besides jobs_dir
         self.n_jobs, self.interval, self.allow = n_jobs, interval, allow
         self.events = events
         self.lock = threading.RLock()
@@ -89,7 +97,7 @@ class JobRun:
         address = cluster_address(self.spec.search.backend, dask, self.spec.path)
         self.cluster = DaskCluster(address, job_id) if address else None
         self.models: dict[str, ModelResults] = {}
-        self.fits_fd = os.open(job_dir / FITS_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.fits_fd = open_private_append(job_dir / FITS_LOG)  # never through a link
         self.data: Dataset | None = None
         self.splits: list[tuple[np.ndarray, np.ndarray]] = []
 
@@ -159,7 +167,8 @@ class JobRun:
         """Check every model, load the data, resume from the checkpoint; returns templates."""
         templates = {m.name: check_model(self.spec, m, self.allow) for m in self.spec.models}
         classification = is_classification(self.spec, self.allow)
-        self.data = load_dataset(self.spec, classification)
+        self.data = load_dataset(self.spec, classification, data_dirs=self.data_dirs,
+                                 state_dir=self.dir.parent)
         old, refused = read_results(self.store, quarantine=True)
         if old is not None and old.get("data_digest") != self.data.digest:
             log.warning("%s: the data changed since the checkpoint; starting over (the old "
@@ -370,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(job_dir / POOL_DATA, ignore_errors=True)  # a killed run's
             run = JobRun(job_dir, settings.jobs_dir, args.job, settings.n_jobs,
                          settings.checkpoint_interval, settings.allow_modules,
-                         settings.max_candidates, events, settings.dask_scheduler)
+                         settings.max_candidates, events, settings.dask_scheduler,
+                         data_dirs=settings.data_dirs)
             code = run.run()
         # Skip loky's leisurely teardown (~0.6 s): everything is flushed and reported.
         logging.shutdown()
