@@ -3,7 +3,9 @@
 A job file names estimators; it never imports code. A name resolves only to a
 public scikit-learn estimator (as :func:`sklearn.utils.all_estimators` lists
 them) or to an estimator in a module the daemon's own configuration allows
-(``allow_modules``). Nothing outside scikit-learn is imported unless allowed.
+(``allow_modules``). Nothing outside scikit-learn is imported unless allowed. What
+parameter values may make those estimators do is :mod:`searchd.worker.param_policy`'s
+audit, enforced here on every value a job gives, wherever it sits.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sklearn.utils import all_estimators
 
 from searchd.errors import JobSpecError
 from searchd.jobs.spec import JobSpec, ModelSpec, Value, clip
+from searchd.worker import param_policy
 from searchd.worker.sklearn_names_table import MODULES
 
 MODEL_STEP = "model"
@@ -110,6 +113,10 @@ def build_estimator(name: str, params: Mapping[str, Value], allow: Sequence[str]
         raise JobSpecError(f"{where}.estimator: {clip(repr(name))} cannot be built without "
                            f"arguments: {e}") from None
     _set(est, built, f"{where}.params")
+    for key, value in built.items():
+        if "__" not in key:
+            police(est, key, value, f"{where}.params.{clip(key)}")
+    _police_tree(est, f"{where}.params")  # keys such as estimator__memory
     return est
 
 
@@ -139,6 +146,73 @@ def _settable(est: BaseEstimator, params: Mapping[str, Any], key: str) -> bool:
     return isinstance(target, BaseEstimator) and _settable(target, sub, tail)
 
 
+@functools.cache
+def _defaults(cls: type) -> dict[str, Any]:
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):  # no introspectable __init__: no defaults to honour
+        return {}
+    return {n: p.default for n, p in sig.parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def _is_default(cls: type, name: str, value: Any) -> bool:
+    defaults = _defaults(cls)
+    if name not in defaults:
+        return False
+    d = defaults[name]
+    if value is d:
+        return True
+    return isinstance(d, (str, int, float)) and type(value) is type(d) and value == d
+
+
+def police(owner: Any, name: str, value: Any, where: str) -> None:
+    """Refuse ``value`` for ``owner``'s parameter ``name`` if the parameter audit does
+    (:mod:`searchd.worker.param_policy`); a value equal to the default always passes."""
+    cls = type(owner)
+    if _is_default(cls, name, value):
+        return
+    reason = param_policy.refusal(name, value, cls.__module__.partition(".")[0] == "sklearn")
+    if reason is not None:
+        shown = f"{{estimator = {type(value).__name__!r}}}" if isinstance(value, BaseEstimator) \
+            else clip(repr(value))
+        raise JobSpecError(f"{where}: {shown} is refused for {cls.__name__}'s parameter "
+                           f"{clip(repr(name))}: {reason}")
+
+
+def _police_tree(est: BaseEstimator, where: str, path: str = "") -> None:
+    """Every parameter of ``est`` and of every estimator inside it (lists of steps
+    included), as set_params left them: nothing a job sets escapes the audit."""
+    for name, value in est.get_params(deep=False).items():
+        police(est, name, value, f"{where}.{path}{name}")
+        _police_values(value, where, f"{path}{name}")
+
+
+def _police_values(value: Any, where: str, path: str) -> None:
+    if isinstance(value, BaseEstimator):
+        _police_tree(value, where, f"{path}__")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _police_values(v, where, f"{path}[{i}]")
+
+
+def _objects_at(path: list[str], template: BaseEstimator,
+                grid: Mapping[str, list[Any]]) -> list[BaseEstimator]:
+    """The estimators a candidate can hold at ``path`` (grid key parts, as the pipeline
+    sees them): a grid that sets a parent replaces what the template has there."""
+    if not path:
+        return [template]
+    key = "__".join(path)
+    if key in grid:
+        return [v for v in grid[key] if isinstance(v, BaseEstimator)]
+    found = []
+    for parent in _objects_at(path[:-1], template, grid):
+        child = parent.get_params(deep=True).get(path[-1])  # deep: a pipeline's steps
+        if isinstance(child, BaseEstimator):
+            found.append(child)
+    return found
+
+
 def grid_key(name: str, step_names: set[str]) -> str:
     """A grid key as the pipeline sees it: model parameters go to the 'model' step."""
     if not step_names:
@@ -164,17 +238,25 @@ def build_template(job: JobSpec, model: ModelSpec, allow: Sequence[str]) -> Base
 def build_candidate(params: Mapping[str, Value], job: JobSpec, allow: Sequence[str],
                     where: str) -> dict[str, Any]:
     steps = {s.name for s in job.preprocess}
-    return {grid_key(k, steps): build_value(v, allow, f"{where}.{k}") for k, v in params.items()}
+    built = {grid_key(k, steps): build_value(v, allow, f"{where}.{k}") for k, v in params.items()}
+    for k, v in built.items():  # check_model has checked them by owner; this is by name
+        rule = param_policy.RULES.get(k.rpartition("__")[2])
+        if rule is not None and not (rule.test is not None and rule.test(v)):
+            raise JobSpecError(f"{where}.{clip(k)}: {clip(repr(v))} is refused: {rule.reason} "
+                               f"(allowed: {rule.allows})")
+    return built
 
 
 def check_model(job: JobSpec, model: ModelSpec, allow: Sequence[str]) -> BaseEstimator:
     """Build the template and check every grid parameter name and estimator value."""
     template = build_template(job, model, allow)
     valid = template.get_params(deep=True)
+    steps = {s.name for s in job.preprocess}
     for g in model.grid:
+        built: dict[str, list[Any]] = {}
         for key, values in g.items():
             where = f"{job.path}: models.{model.name}.grid.{clip(key)}"
-            full = grid_key(key, {s.name for s in job.preprocess})
+            full = grid_key(key, steps)
             head, sep, _ = key.partition("__")
             # When the same grid replaces the parent, only its values can have the key:
             # set_params sets the parent first, then fails on one that lacks it.
@@ -182,8 +264,13 @@ def check_model(job: JobSpec, model: ModelSpec, allow: Sequence[str]) -> BaseEst
             if not ok:
                 raise JobSpecError(f"{where}: {_owner(template, full)} has no parameter "
                                    f"{clip(repr(key))}")
-            for i, v in enumerate(values):
-                build_value(v, allow, f"{where}[{i}]")
+            built[full] = [build_value(v, allow, f"{where}[{i}]") for i, v in enumerate(values)]
+        for key in g:  # every value, against the audit, for every estimator it can reach
+            where = f"{job.path}: models.{model.name}.grid.{clip(key)}"
+            *parent, leaf = grid_key(key, steps).split("__")
+            for owner in _objects_at(parent, template, built):
+                for i, v in enumerate(built["__".join([*parent, leaf])]):
+                    police(owner, leaf, v, f"{where}[{i}]")
     _check_scoring(job, model, template)
     return clone(template)
 
