@@ -45,7 +45,7 @@ from typing import Any
 
 import psutil
 
-from searchd.supervisor.idle import LoadSampler
+from searchd.supervisor.load import LoadSampler
 
 NCPU = os.cpu_count() or 1
 TARGET_PAUSE_P95 = 2.0

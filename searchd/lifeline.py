@@ -1,23 +1,33 @@
-"""No orphans: processes searchd starts die with their parent.
+"""No orphans: processes searchd starts die with their parent, stopped or running.
 
 * The worker asks the kernel for SIGKILL when the supervisor dies
-  (``PR_SET_PDEATHSIG``), so ``kill -9`` of the supervisor takes it along.
+  (``PR_SET_PDEATHSIG``), so ``kill -9`` of the supervisor takes it along; the worker logs
+  when the request failed (:func:`die_with_parent`).
 * joblib's loky workers get an initializer that watches their parent: once it
   is gone (re-parented to init or a subreaper) they exit, at the latest when
   the fit in progress returns the GIL. (A death signal would be tied to the
   loky thread that spawned them, which may legitimately end first.)
+* A stopped (suspended) process notices nothing, so the supervisor also leaves a
+  *deathwatch* (:func:`deathwatch`): a small process outside the worker's tree, never
+  suspended, that waits for the supervisor to go and then SIGKILLs (stopped or not) every
+  process it started, resource trackers excepted: they exit by themselves, after removing
+  what they track, once the processes holding their pipe are gone.
 * Every process searchd starts carries ``SEARCHD_OWNER=<state dir>`` in its
   environment, so a restarted daemon can find what a killed one left behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -26,18 +36,37 @@ log = logging.getLogger(__name__)
 
 OWNER_ENV = "SEARCHD_OWNER"
 PR_SET_PDEATHSIG = 1
+PR_GET_PDEATHSIG = 2
 WATCH_INTERVAL = 0.25
 
 
 SUPERVISOR_ENV = "SEARCHD_SUPERVISOR_PID"
 
 
-def _pdeathsig() -> None:
+def _pdeathsig() -> int:
+    """Ask for SIGKILL when the parent (thread) dies; returns 0 or the errno. Safe between
+    fork and exec: no logging, no allocation beyond ctypes' own."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the parent watch still works
-        pass
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            return ctypes.get_errno() or -1
+    except (OSError, AttributeError):  # no libc prctl (not Linux)
+        return -1
+    return 0
+
+
+def pdeathsig_problem() -> str | None:
+    """Why this process will *not* get SIGKILL when its parent dies, or None if it will."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        sig = ctypes.c_int(0)
+        if libc.prctl(PR_GET_PDEATHSIG, ctypes.byref(sig), 0, 0, 0) != 0:
+            return f"prctl(PR_GET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}"
+    except (OSError, AttributeError) as e:
+        return f"no prctl on this platform ({e})"
+    if sig.value != signal.SIGKILL:
+        return f"the parent-death signal is {sig.value}, not SIGKILL"
+    return None
 
 
 def spawn_hook(parent: int) -> None:
@@ -53,6 +82,11 @@ def die_with_parent() -> None:
     parent = int(os.environ.get(SUPERVISOR_ENV, "0")) or os.getppid()
     if os.getppid() != parent:
         os._exit(1)
+    # spawn_hook asked for the death signal between fork and exec, where nothing may log
+    problem = pdeathsig_problem()
+    if problem is not None:
+        log.warning("PR_SET_PDEATHSIG did not take (%s): the worker relies on watching "
+                    "the supervisor and on its deathwatch", problem)
     _watch_parent(parent)
 
 
@@ -150,3 +184,72 @@ def end_leftovers(state_dir: Path) -> int:
     for p in found:
         log.warning("ended leftover process %d of a previous daemon on %s", p.pid, state_dir)
     return len(found)
+
+
+# --- the deathwatch ------------------------------------------------------------------------
+
+
+def end_orphans(state_dir: Path, supervisor: int) -> int:
+    """SIGKILL what the dead ``supervisor`` on ``state_dir`` started (its workers and their
+    pools, stopped or not), except resource trackers; returns how many."""
+    tag, me = owner_tag(state_dir), os.getpid()
+    found = []
+    for p in psutil.process_iter():
+        if p.pid == me:
+            continue
+        try:
+            env = p.environ()
+            if env.get(OWNER_ENV) == tag and env.get(SUPERVISOR_ENV) == str(supervisor) \
+                    and not is_resource_tracker(p):
+                p.kill()  # delivered to stopped processes too
+                found.append(p)
+        except psutil.Error:
+            continue
+    psutil.wait_procs(found, timeout=3)
+    return len(found)
+
+
+@contextlib.contextmanager
+def deathwatch(state_dir: Path) -> Iterator[None]:
+    """While held, a detached process (in its own session, not this one's child, so no tree
+    walk sees it and no group kill takes it) waits on a pipe from this process; when the
+    pipe closes, because this process exited or died, it runs :func:`end_orphans`."""
+    r, w = os.pipe()  # not inheritable: only the deathwatch gets the read end, as stdin
+    env = {k: v for k, v in os.environ.items() if k not in (OWNER_ENV, SUPERVISOR_ENV)}
+    try:
+        starter = subprocess.Popen(
+            [sys.executable, "-m", "searchd.lifeline", str(state_dir.resolve()),
+             str(os.getpid())], stdin=r, env=env, start_new_session=True)
+    finally:
+        os.close(r)
+    try:
+        starter.wait(timeout=30)  # it forks the watcher and exits at once
+    except subprocess.TimeoutExpired:
+        log.warning("the deathwatch did not start in 30 s; going on without it")
+    try:
+        yield
+    finally:
+        os.close(w)
+
+
+def _deathwatch_main(state_dir: str, supervisor: int) -> int:
+    if os.fork() > 0:  # detach: the supervisor reaps the starter, init the watcher
+        return 0
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is for the daemon
+    while True:
+        try:
+            if not os.read(0, 4096):
+                break
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+    n = end_orphans(Path(state_dir), supervisor)
+    if n:
+        print(f"searchd deathwatch: supervisor {supervisor} is gone; killed {n} process(es) "
+              f"it had started", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_deathwatch_main(sys.argv[1], int(sys.argv[2])))

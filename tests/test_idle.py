@@ -19,14 +19,9 @@ import pytest
 
 from searchd.errors import SettingsError
 from searchd.settings import Settings
-from searchd.supervisor.idle import (
-    Decision,
-    IdleGate,
-    LoadSample,
-    LoadSampler,
-    resume_tree,
-    suspend_tree,
-)
+from searchd.supervisor.gate import Decision, IdleGate
+from searchd.supervisor.load import LoadSample, LoadSampler
+from searchd.supervisor.proctree import resume_tree, suspend_tree
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -382,7 +377,7 @@ def test_reaped_child_is_not_counted_twice() -> None:
 
 def test_tree_is_listed_again_only_after_a_fork(monkeypatch: pytest.MonkeyPatch) -> None:
     # Listing the tree reads every process on the machine: skip it while nothing was born.
-    import searchd.supervisor.idle as idle
+    import searchd.supervisor.load as idle
     forks: list[int | None] = [5, 5, 5, 6, 6, None, None]
     listings = []
     real = idle._own_tree
@@ -400,7 +395,7 @@ def test_tree_is_listed_again_only_after_a_fork(monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat is Linux's")
 def test_fork_count_grows_with_each_new_process() -> None:
-    from searchd.supervisor.idle import _forks_since_boot
+    from searchd.supervisor.load import _forks_since_boot
     before = _forks_since_boot()
     subprocess.run([sys.executable, "-c", "pass"], check=True)
     after = _forks_since_boot()

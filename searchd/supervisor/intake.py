@@ -1,0 +1,116 @@
+"""Intake: the jobs folder turned into job records.
+
+New files are validated and frozen (or marked ``invalid`` with the reason), changed and
+removed files are noticed, a touched ``failed``/``cancelled`` file is queued again, and the
+operator's cancel requests are applied. The running worker is never touched here: what
+should happen to it comes back as stop reasons, and the daemon acts on them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from searchd.errors import JobSpecError
+from searchd.jobs.folder import JobFile, freeze, scan
+from searchd.jobs.spec import clip, parse_job
+from searchd.settings import Settings
+from searchd.state import control
+from searchd.state.records import ACTIVE, JobRecord, JobState
+from searchd.worker.dask_runner import NO_SCHEDULER, no_scheduler_message
+
+log = logging.getLogger("searchd")
+
+S = JobState
+
+
+class Intake:
+    """Scans ``jobs/`` into ``records``; marks what it changed in ``dirty``."""
+
+    def __init__(self, records: dict[str, JobRecord], dirty: set[str]) -> None:
+        self.records = records
+        self.dirty = dirty
+        self.files: dict[str, JobFile] = {}
+        self._rejected: set[tuple[Path, str]] = set()
+
+    def scan(self, settings: Settings, running: str | None) -> list[str]:
+        """One pass over the jobs folder and the cancel requests; returns the reasons, in
+        order, to stop the ``running`` job's worker (none if it may go on)."""
+        stops: list[str] = []
+        files, rejected = scan(settings.jobs_dir, settings.state_dir)
+        for path, reason in rejected:
+            if (path, reason) not in self._rejected:  # once, not at every scan
+                log.warning("%s: %s", clip(str(path), 300), reason)
+        self._rejected = set(rejected)
+        for jid, jf in files.items():
+            self._seen(settings, jid, jf)
+        for jid, rec in self.records.items():
+            if jid not in files and not rec.file_removed and rec.state != S.INVALID:
+                rec.file_removed = True
+                self.dirty.add(jid)
+                if running == jid:
+                    log.info("%s: job file removed; stopping the job (results stay)", jid)
+                    stops.append("removed")
+            if control.cancel_requested(settings.state_dir / jid) and self._cancel(
+                    settings, rec, running):
+                stops.append("cancelled")
+        self.files = files
+        return stops
+
+    def _seen(self, settings: Settings, jid: str, jf: JobFile) -> None:
+        rec = self.records.get(jid)
+        if rec is None:
+            rec = self.records[jid] = JobRecord(id=jid)
+            self.accept(settings, rec, jf)
+        elif rec.state == S.INVALID and (jf.digest != rec.spec_digest or (
+                settings.dask_scheduler and NO_SCHEDULER in (rec.error or ""))):
+            rec.to(S.QUEUED)
+            self.accept(settings, rec, jf)
+        elif rec.state in (S.FAILED, S.CANCELLED) and jf.mtime > rec.mtime + 1e-6:
+            log.info("%s: job file touched; queueing it again", jid)
+            rec.to(S.QUEUED)
+            rec.deaths, rec.mtime = 0, jf.mtime
+            self.dirty.add(jid)
+        changed = rec.spec_digest is not None and jf.digest != rec.spec_digest
+        if rec.file_changed != changed or rec.file_removed:
+            if changed:
+                log.warning("%s: the job file changed; the frozen spec keeps running", jid)
+            rec.file_changed, rec.file_removed = changed, False
+            self.dirty.add(jid)
+
+    def accept(self, settings: Settings, rec: JobRecord, jf: JobFile) -> None:
+        """Validate ``jf`` and freeze it into the state folder, or mark the job invalid."""
+        rec.source, rec.mtime, rec.spec_digest = str(jf.path), jf.mtime, jf.digest
+        self.dirty.add(rec.id)
+        try:
+            if jf.error is not None:  # a symlink, not a regular file, too large, unreadable
+                raise JobSpecError(jf.error)
+            spec = parse_job(jf.raw, jf.path, settings.max_candidates)
+        except JobSpecError as e:
+            rec.to(S.INVALID, str(e))
+            log.error("%s: invalid: %s", rec.id, e)
+            return
+        freeze(settings.state_dir / rec.id, jf)
+        rec.priority, rec.fits_total = spec.priority, spec.fits_total
+        # with a scheduler, every job runs on the cluster; without, asking for one is an error
+        rec.backend = "dask" if settings.dask_scheduler else spec.search.backend
+        if spec.search.backend == "dask" and not settings.dask_scheduler:
+            rec.to(S.INVALID, no_scheduler_message(jf.path))
+            log.error("%s: invalid: %s", rec.id, rec.error)
+            return
+        log.info("%s: accepted %s: %d model type(s), %d fits", rec.id, jf.path,
+                 len(spec.models), spec.fits_total)
+
+    def _cancel(self, settings: Settings, rec: JobRecord, running: str | None) -> bool:
+        """Apply a cancel request; True if the running worker must stop for it."""
+        control.clear_cancel(settings.state_dir / rec.id)
+        if rec.state not in ACTIVE and rec.state != S.FAILED:
+            return False
+        if running == rec.id:
+            return True
+        rec.to(S.CANCELLED, "cancelled by the operator")
+        self.dirty.add(rec.id)
+        return False
+
+
+__all__ = ["Intake"]
