@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from searchd.state.checkpoint import ResultsCheckpoint, read_results
+from searchd.state.checkpoint import ResultsCheckpoint, Snapshot, read_results
 from searchd.state.results import ModelResults
 from searchd.state.store import CheckpointStore, load_key
 from searchd.worker.plan import content_key
@@ -56,9 +56,9 @@ def measure_size(root: Path, stored: int, deltas: int, compactions: int) -> dict
     for k in range(stored):
         _entry(res, k // FOLDS, k % FOLDS, rng)
 
-    def snapshot() -> dict[str, Any]:
-        return {"job": "job", "spec_digest": "x", "data_digest": "y", "splits": splits,
-                "models": {"tree": res}, "saved_at": time.time()}
+    def snapshot() -> Snapshot:
+        return Snapshot(job="job", spec_digest="x", data_digest="y", splits=splits,
+                        models={"tree": res}, saved_at=time.time())
 
     ck = ResultsCheckpoint(store)
     t0 = time.perf_counter()
@@ -80,7 +80,7 @@ def measure_size(root: Path, stored: int, deltas: int, compactions: int) -> dict
         t0 = time.perf_counter()
         back, _ = read_results(store)
         read_s.append(time.perf_counter() - t0)
-        assert back is not None and back["models"]["tree"].fits_done == k
+        assert back is not None and back.models["tree"].fits_done == k
     base_s, base_b = [], []
     for _ in range(compactions):
         t0 = time.perf_counter()

@@ -137,7 +137,7 @@ def _stored(state: Path, job: str) -> int:
 
     store = CheckpointStore(state / job, load_key(state), job)
     snap, _ = read_results(store)
-    return 0 if snap is None else sum(m.fits_done for m in snap["models"].values())
+    return 0 if snap is None else sum(m.fits_done for m in snap.models.values())
 
 
 #: the kill allowance's work: the fits of this many seconds before the kill

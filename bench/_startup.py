@@ -6,7 +6,7 @@ Diagnostic for figures 1 (tiny) and 2 (time to first fit); not part of bench.run
 
 It replays the worker's steps in one process with searchd's own functions and prints the
 time of each: imports, ``check_model``, data, candidates, then
-``searchd.worker.execute.LocalRunner.stream`` over every task (first result and end). Run it a
+``searchd.worker.local_runner.LocalRunner.stream`` over every task (first result and end). Run it a
 few times: the machine is noisy.
 """
 
@@ -42,7 +42,8 @@ def main() -> None:
     from searchd.jobs.spec import load_job
     from searchd.worker.data import load_dataset
     from searchd.worker.estimators import build_candidate, check_model, is_classification
-    from searchd.worker.execute import LocalRunner, Task
+    from searchd.worker.evaluate import Task
+    from searchd.worker.local_runner import LocalRunner
     from searchd.worker.plan import Scoring, candidates, splits
 
     if args.job:

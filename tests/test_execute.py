@@ -19,8 +19,9 @@ from sklearn.neighbors import KNeighborsClassifier
 from threadpoolctl import threadpool_info
 
 from searchd import lifeline as guard
-from searchd.worker import execute
-from searchd.worker.execute import LocalRunner, Task, evaluate, longest_first
+from searchd.worker import local_runner as execute
+from searchd.worker.evaluate import Outcome, Task, evaluate, evaluate_batch, longest_first
+from searchd.worker.local_runner import LocalRunner
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -136,7 +137,7 @@ def test_big_data_reaches_the_pool_as_a_memory_map(tmp_path: Path,
         assert runner.ready.wait(60) and runner.start_error is None
         assert (scratch / "data.joblib").is_file()
         assert runner._pool is not None
-        got = runner._pool.submit(execute.evaluate_batch, template, scoring, tasks[:4]).result()
+        got = runner._pool.submit(evaluate_batch, template, scoring, tasks[:4]).result()
         want = expected(template, X, y, splits, scoring, tasks[:4])
         assert {(i, f): s for i, f, s, *_ in got} == want
     finally:
@@ -234,3 +235,12 @@ def test_longest_first_on_a_resumed_model() -> None:
     assert list(longest_first(pending, lambda: times)) == \
         [(2, 0), (0, 2), (2, 1), (1, 1), (1, 2)]
     assert list(longest_first([], lambda: times)) == []
+
+
+def test_an_outcome_names_its_fields_and_a_failed_fit_has_no_scores() -> None:
+    template, X, y, splits, scoring, _ = problem()
+    ok = evaluate(template, {"n_neighbors": 3}, X, y, *splits[0], scoring, 7, 0)
+    assert isinstance(ok, Outcome) and (ok.i, ok.fold, ok.error) == (7, 0, None)
+    assert ok.scores is not None and ok.seconds == ok.fit_time + ok.score_time
+    bad = evaluate(template, {"n_neighbors": 10_000}, X, y, *splits[1], scoring, 8, 1)
+    assert (bad.i, bad.fold, bad.scores) == (8, 1, None) and bad.error is not None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from searchd.state import checkpoint
-from searchd.state.checkpoint import ResultsCheckpoint, read_results
+from searchd.state.checkpoint import ResultsCheckpoint, Snapshot, read_results
 from searchd.state.results import ModelResults
 from searchd.state.store import CheckpointStore, load_key
 
@@ -32,8 +33,9 @@ def _record(res: ModelResults, ck: ResultsCheckpoint, i: int, fold: int) -> None
     ck.note(("m", res.keys[i], fold, scores, 0.1, 0.01, None))
 
 
-def _snap(res: ModelResults) -> Any:
-    return lambda: {"models": {"m": res}, "splits": []}
+def _snap(res: ModelResults) -> Callable[[], Snapshot]:
+    return lambda: Snapshot(job="job", spec_digest="s", data_digest="d", splits=[],
+                            models={"m": res}, saved_at=0.0)
 
 
 def test_flushes_after_the_first_write_only_deltas(store: CheckpointStore) -> None:
@@ -46,8 +48,8 @@ def test_flushes_after_the_first_write_only_deltas(store: CheckpointStore) -> No
     assert deltas == [f"results.d00000{i}.ckpt" for i in range(1, 5)]
     back, refused = read_results(store)
     assert refused == [] and back is not None
-    assert back["models"]["m"].fits_done == 4
-    assert back["models"]["m"].scores["score"][3, 0] == 3.0
+    assert back.models["m"].fits_done == 4
+    assert back.models["m"].scores["score"][3, 0] == 3.0
 
 
 def test_compaction_writes_a_base_and_drops_the_deltas(store: CheckpointStore,
@@ -69,7 +71,7 @@ def test_compaction_writes_a_base_and_drops_the_deltas(store: CheckpointStore,
     ck.flush(_snap(res), compact=True)
     assert not list(store.dir.glob("results.d*.ckpt"))
     back, _ = read_results(store)
-    assert back is not None and back["models"]["m"].fits_done == 6
+    assert back is not None and back.models["m"].fits_done == 6
 
 
 def test_a_bad_or_stale_delta_is_never_applied(store: CheckpointStore) -> None:
@@ -86,7 +88,7 @@ def test_a_bad_or_stale_delta_is_never_applied(store: CheckpointStore) -> None:
     # a delta signed for another slot (renamed) fails its signature too
     os.replace(store.dir / "results.d000001.ckpt", store.dir / "results.d000009.ckpt")
     back, refused = read_results(store, quarantine=True)
-    assert back is not None and back["models"]["m"].fits_done == 0
+    assert back is not None and back.models["m"].fits_done == 0
     assert len(refused) == 2 and len(list((store.dir / "quarantine").glob("*.reason"))) == 2
     # a delta of an older base generation is ignored
     other = ResultsCheckpoint(store)
@@ -95,7 +97,7 @@ def test_a_bad_or_stale_delta_is_never_applied(store: CheckpointStore) -> None:
     ck.gen, ck.seq = "stale", 5
     ck.flush(_snap(res))
     back, refused = read_results(store)
-    assert back is not None and back["models"]["m"].fits_done == 0 and refused == []
+    assert back is not None and back.models["m"].fits_done == 0 and refused == []
 
 
 def test_a_failed_delta_keeps_its_results_pending(store: CheckpointStore,
@@ -114,4 +116,4 @@ def test_a_failed_delta_keeps_its_results_pending(store: CheckpointStore,
     monkeypatch.undo()
     ck.flush(_snap(res))
     back, _ = read_results(store)
-    assert back is not None and back["models"]["m"].fits_done == 1
+    assert back is not None and back.models["m"].fits_done == 1

@@ -12,7 +12,7 @@ from typing import Any
 
 from searchd.errors import NotFoundError, SearchdError
 from searchd.state.read import job_store, read_checkpoint, read_job_results
-from searchd.state.results import DONE
+from searchd.state.results import DONE, best_type
 from searchd.state.store import fsync_dir
 
 FORMATS = ("pickle", "joblib", "skops")
@@ -21,7 +21,7 @@ FORMATS = ("pickle", "joblib", "skops")
 def best_model(state_dir: Path, job_id: str, model: str | None) -> tuple[str, Any]:
     """(model type, fitted estimator): of ``model``, or of the best finished type."""
     store = job_store(state_dir, job_id)
-    results = read_job_results(store)["models"]
+    results = read_job_results(store).models
     if model is not None:
         if model not in results:
             raise NotFoundError(f"job {job_id} has no model type {model!r} "
@@ -34,11 +34,10 @@ def best_model(state_dir: Path, job_id: str, model: str | None) -> tuple[str, An
                                 f"{results[model].refit_error}")
         name = model
     else:
-        done = {n: r for n, r in results.items() if r.state == DONE and not r.refit_error}
-        if not done:
+        best = best_type(results)
+        if best is None:
             raise NotFoundError(f"job {job_id}: no model type has finished yet")
-        name = max(done, key=lambda n: done[n].best_score
-                   if done[n].best_score is not None else float("-inf"))
+        name = best
     return name, read_checkpoint(store, f"model-{name}")["estimator"]
 
 

@@ -4,7 +4,12 @@ A flush writes only the results that arrived since the previous flush (a *delta*
 its cost does not grow with the results already stored. When the deltas hold as many
 results as the base, or when a model type finishes, the next flush writes a new base
 (compaction) and removes the deltas: every result is written a bounded number of times.
-(A base holds the whole grid's columns, so "as many" counts the grid's size.)
+(A base holds every row's columns, so "as many" counts the rows' fits, done or not.) A
+flush after rows were added (a strategy's new batch) writes a base too: a delta's entries
+name rows by key, and only a base holds the rows themselves.
+
+What is pickled stays plain: a base is a dict (:meth:`Snapshot.to_dict`), a delta a dict
+of plain tuples, so checkpoints of earlier versions load here and this version's load there.
 
 Each delta names the base generation it extends; deltas of another generation (left by
 a crash between a compaction and their removal) are ignored. Every file is signed and
@@ -17,8 +22,12 @@ import logging
 import re
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from searchd.state.results import ModelResults
 from searchd.state.store import CheckpointStore
 
 log = logging.getLogger(__name__)
@@ -35,6 +44,44 @@ MAX_DELTAS = 500
 Entry = tuple[str, str, int, dict[str, float] | None, float, float, str | None]
 
 
+@dataclass
+class Snapshot:
+    """A job's results as a checkpoint holds them (its base, with the deltas applied)."""
+
+    job: str
+    #: the frozen spec's and the data's digests when these results were computed
+    spec_digest: str
+    data_digest: str
+    #: the CV splits, (train, test) index arrays per fold, as first computed for the job
+    splits: list[tuple[np.ndarray, np.ndarray]]
+    models: dict[str, ModelResults]
+    saved_at: float
+    #: the base's generation (its deltas name it); None until written
+    gen: str | None = None
+    #: keys this version does not know (a newer one wrote them), kept as they were
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    _KEYS = ("job", "spec_digest", "data_digest", "splits", "models", "saved_at", "gen")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Snapshot:
+        """From the dict a base pickles (this version's or an earlier one's)."""
+        return cls(job=d.get("job", ""), spec_digest=d.get("spec_digest", ""),
+                   data_digest=d.get("data_digest", ""), splits=list(d.get("splits", [])),
+                   models=dict(d.get("models", {})), saved_at=float(d.get("saved_at", 0.0)),
+                   gen=d.get("gen"),
+                   extra={k: v for k, v in d.items() if k not in cls._KEYS})
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a base pickles: a plain dict, the keys earlier versions wrote and read."""
+        out = {**self.extra, "job": self.job, "spec_digest": self.spec_digest,
+               "data_digest": self.data_digest, "splits": self.splits,
+               "models": self.models, "saved_at": self.saved_at}
+        if self.gen is not None:
+            out["gen"] = self.gen
+        return out
+
+
 def _delta_name(seq: int) -> str:
     return f"{BASE}.d{seq:06d}"
 
@@ -49,37 +96,36 @@ def _delta_files(store: CheckpointStore) -> list[tuple[int, str]]:
 
 
 def read_results(store: CheckpointStore, quarantine: bool = False
-                 ) -> tuple[dict[str, Any] | None, list[Any]]:
+                 ) -> tuple[Snapshot | None, list[Any]]:
     """The newest good base with its deltas applied, and every file that was refused."""
     with store.lock:  # base and deltas from one moment: no flush lands in between
-        base, refused = store.read(BASE, quarantine=quarantine)
-        if base is None:
+        data, refused = store.read(BASE, quarantine=quarantine)
+        if data is None:
             return None, refused
+        base = Snapshot.from_dict(data)
         applied = 0
         for _seq, name in _delta_files(store):
             delta, bad = store.read(name, quarantine=quarantine)
             refused += bad
-            if delta is None or delta.get("gen") != base.get("gen"):
+            if delta is None or delta.get("gen") != base.gen:
                 continue  # refused, or it extends another generation
-            applied += apply(base, delta["entries"])
+            applied += apply(base.models, delta["entries"])
     if applied:
         log.debug("%s: applied %d results from deltas", store.job_id, applied)
     return base, refused
 
 
-def apply(snapshot: dict[str, Any], entries: list[Entry]) -> int:
-    """Record delta entries into a snapshot's ModelResults, by candidate key."""
-    index: dict[str, dict[str, int]] = {}
+def apply(models: dict[str, ModelResults], entries: list[Entry]) -> int:
+    """Record delta entries, in order, into the models' results by candidate key; returns
+    how many were recorded. An entry of an unknown model type, candidate or fold is
+    skipped; one recorded again replaces the earlier (the last one wins)."""
     n = 0
     for model, key, fold, scores, fit_time, score_time, error in entries:
-        res = snapshot["models"].get(model)
+        res = models.get(model)
         if res is None:
             continue
-        rows = index.get(model)
-        if rows is None:
-            rows = index[model] = {k: i for i, k in enumerate(res.keys)}
-        i = rows.get(key)
-        if i is None or fold >= res.n_folds:
+        i = res.row_of(key)
+        if i is None or not 0 <= fold < res.n_folds:
             continue
         res.record(i, fold, scores, fit_time, score_time, error)
         n += 1
@@ -97,11 +143,17 @@ class ResultsCheckpoint:
         self.delta_entries = 0
         #: results recorded since the last successful flush
         self.pending: list[Entry] = []
+        #: rows were added since the last base: the next flush writes a base
+        self.rows_added = False
 
     def note(self, entry: Entry) -> None:
         self.pending.append(entry)
 
-    def flush(self, snapshot: Callable[[], dict[str, Any]], compact: bool = False) -> int:
+    def note_rows(self) -> None:
+        """Rows were added to a model type's results (only a base can hold them)."""
+        self.rows_added = True
+
+    def flush(self, snapshot: Callable[[], Snapshot], compact: bool = False) -> int:
         """Write a delta, or a new base when due; returns the bytes written.
 
         Raises OSError (disk full, I/O error) with nothing lost: the pending results stay
@@ -109,7 +161,7 @@ class ResultsCheckpoint:
         """
         due = (self.delta_entries + len(self.pending) > max(self.base_entries, MIN_COMPACT)
                or self.seq >= MAX_DELTAS)
-        if compact or self.gen is None or due:
+        if compact or self.gen is None or due or self.rows_added:
             return self._write_base(snapshot())
         if not self.pending:
             return 0
@@ -121,15 +173,16 @@ class ResultsCheckpoint:
         self.pending = []
         return written
 
-    def _write_base(self, snap: dict[str, Any]) -> int:
+    def _write_base(self, snap: Snapshot) -> int:
         gen = secrets.token_hex(8)
-        written = self.store.write(BASE, {**snap, "gen": gen})
+        written = self.store.write(BASE, {**snap.to_dict(), "gen": gen})
         # the new base holds everything: older deltas are now redundant
         for _seq, name in _delta_files(self.store):
             self.store.remove(name)
         self.gen, self.seq = gen, 0
-        # a base carries the whole grid's columns, done or not: its size is fits_total
-        self.base_entries = sum(m.fits_total for m in snap["models"].values())
+        # a base carries every row's columns, done or not: its size is fits_total
+        self.base_entries = sum(m.fits_total for m in snap.models.values())
         self.delta_entries = 0
         self.pending = []
+        self.rows_added = False
         return written

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from searchd.errors import CheckpointError, NotFoundError
-from searchd.state.checkpoint import read_results
-from searchd.state.results import DONE, ModelResults
+from searchd.state.checkpoint import Snapshot, read_results
+from searchd.state.results import DONE, best_type
 from searchd.state.store import CheckpointStore, load_key
 
 
@@ -30,6 +30,8 @@ class ModelSearch:
     fits_done: int
     fits_total: int
     errors: dict[tuple[int, int], str]
+    #: why a done type has no refitted model (e.g. every candidate failed), else None
+    refit_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,18 +39,18 @@ class JobResults:
     job_id: str
     models: dict[str, ModelSearch]
     splits: list[Any]
+    #: the model type :func:`~searchd.state.results.best_type` chose (None: none is done)
+    best_name: str | None = None
 
     def __getitem__(self, name: str) -> ModelSearch:
         return self.models[name]
 
     @property
     def best(self) -> ModelSearch:
-        """The model type with the best CV score among the finished ones."""
-        done = [m for m in self.models.values() if m.best_score_ is not None
-                and m.state == DONE]
-        if not done:
+        """The finished model type with the best CV score (``best_type`` decides)."""
+        if self.best_name is None:
             raise NotFoundError(f"job {self.job_id}: no model type has finished yet")
-        return max(done, key=lambda m: m.best_score_ or float("-inf"))
+        return self.models[self.best_name]
 
 
 def job_store(state_dir: Path, job_id: str) -> CheckpointStore:
@@ -67,7 +69,7 @@ def read_checkpoint(store: CheckpointStore, name: str) -> Any:
     return data
 
 
-def read_job_results(store: CheckpointStore) -> dict[str, Any]:
+def read_job_results(store: CheckpointStore) -> Snapshot:
     """The job's verified results checkpoint (base and deltas); errors if there is none."""
     data, refused = read_results(store)
     if data is None:
@@ -85,17 +87,17 @@ def load_results(job_id: str, state_dir: str | Path = "state",
     fails raises :class:`~searchd.errors.CheckpointError` and is never loaded.
     """
     store = job_store(Path(state_dir), job_id)
-    data = read_job_results(store)
+    snap = read_job_results(store)
     models: dict[str, ModelSearch] = {}
-    for name, res in data["models"].items():
-        res_: ModelResults = res
+    for name, res in snap.models.items():
         est = None
-        if res_.state == DONE and with_estimators and not res_.refit_error:
+        if res.state == DONE and with_estimators and not res.refit_error:
             est = read_checkpoint(store, f"model-{name}")["estimator"]
         models[name] = ModelSearch(
-            name=name, state=res_.state, cv_results_=res_.cv_results(),
-            best_index_=res_.best_index, best_params_=res_.best_params,
-            best_score_=res_.best_score, best_estimator_=est, test_score_=res_.test_score,
-            refit_time_=res_.refit_time, fits_done=res_.fits_done, fits_total=res_.fits_total,
-            errors=dict(res_.errors))
-    return JobResults(job_id=job_id, models=models, splits=data["splits"])
+            name=name, state=res.state, cv_results_=res.cv_results(),
+            best_index_=res.best_index, best_params_=res.best_params,
+            best_score_=res.best_score, best_estimator_=est, test_score_=res.test_score,
+            refit_time_=res.refit_time, fits_done=res.fits_done, fits_total=res.fits_total,
+            errors=dict(res.errors), refit_error=res.refit_error)
+    return JobResults(job_id=job_id, models=models, splits=snap.splits,
+                      best_name=best_type(snap.models))

@@ -1,13 +1,16 @@
 """Results of one model type, stored as columns, and their ``cv_results_`` view.
 
 A row is a candidate (identified by the content key of its parameters), a
-column a CV fold. Columns of floats pickle and load in milliseconds even at
-100,000 (candidate, fold) entries, where per-row dicts take hundreds.
+column a CV fold. Rows are appended as a search strategy proposes candidates and looked
+up by key, so nothing here assumes the whole grid is known up front. Columns of floats
+pickle and load in milliseconds even at 100,000 (candidate, fold) entries, where per-row
+dicts take hundreds.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,21 +46,67 @@ class ModelResults:
     @classmethod
     def empty(cls, name: str, spec_key: str, keys: list[str], params: list[dict[str, Any]],
               scorers: tuple[str, ...], refit: str, n_folds: int) -> ModelResults:
-        n = len(keys)
-        return cls(name=name, spec_key=spec_key, keys=keys, params=params, scorers=scorers,
-                   refit=refit, n_folds=n_folds,
-                   scores={s: np.full((n, n_folds), np.nan) for s in scorers},
-                   fit_time=np.zeros((n, n_folds)), score_time=np.zeros((n, n_folds)),
-                   done=np.zeros((n, n_folds), bool))
+        """Results with a row per given candidate (there may be none yet), every fold pending."""
+        res = cls(name=name, spec_key=spec_key, keys=[], params=[], scorers=scorers,
+                  refit=refit, n_folds=n_folds,
+                  scores={s: np.full((0, n_folds), np.nan) for s in scorers},
+                  fit_time=np.zeros((0, n_folds)), score_time=np.zeros((0, n_folds)),
+                  done=np.zeros((0, n_folds), bool))
+        res.add_candidates(keys, params)
+        return res
 
-    def adopt(self, old: ModelResults) -> int:
-        """Take over every result of ``old`` whose candidate key matches; returns how many."""
+    def row_of(self, key: str) -> int | None:
+        """The row of the candidate with this content key, if it has one."""
+        index = self.__dict__.get("_index")  # not a field: never pickled, rebuilt on demand
+        if index is None or len(index) != len(self.keys):
+            index = self.__dict__["_index"] = {k: i for i, k in enumerate(self.keys)}
+        return index.get(key)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_index", None)
+        return state
+
+    def add_candidates(self, keys: Sequence[str], params: Sequence[dict[str, Any]]
+                       ) -> list[int]:
+        """The row of each candidate, appending those new here (every fold pending).
+
+        A candidate already present keeps its row and its results: rows are found by key,
+        never by position, so proposing a candidate twice computes it once.
+        """
+        rows: list[int] = []
+        new = 0
+        for k, p in zip(keys, params, strict=True):
+            i = self.row_of(k)
+            if i is None:
+                i = len(self.keys)
+                self.keys.append(k)
+                self.params.append(p)
+                self.__dict__["_index"][k] = i
+                new += 1
+            rows.append(i)
+        if new:
+            shape = (new, self.n_folds)
+            for s in self.scorers:
+                self.scores[s] = np.concatenate([self.scores[s], np.full(shape, np.nan)])
+            self.fit_time = np.concatenate([self.fit_time, np.zeros(shape)])
+            self.score_time = np.concatenate([self.score_time, np.zeros(shape)])
+            self.done = np.concatenate([self.done, np.zeros(shape, bool)])
+        return rows
+
+    def adopt(self, old: ModelResults, rows: Iterable[int] | None = None) -> int:
+        """Take over ``old``'s results for ``rows`` (default: every row) by candidate key;
+        returns how many (candidate, fold) results it took.
+
+        Nothing is taken when the model's spec or the folds differ. If ``old`` was done and
+        every fold of this one now is, with ``old``'s best among its rows, this one is done
+        too, with the same best (found by key: rows may be in another order).
+        """
         if old.spec_key != self.spec_key or old.n_folds != self.n_folds:
             return 0
-        where = {k: i for i, k in enumerate(old.keys)}
         n = 0
-        for i, k in enumerate(self.keys):
-            j = where.get(k)
+        for i in range(len(self.keys)) if rows is None else rows:
+            j = old.row_of(self.keys[i])
             if j is None:
                 continue
             self.done[i] = old.done[j]
@@ -69,8 +118,10 @@ class ModelResults:
                 if (j, f) in old.errors:
                     self.errors[(i, f)] = old.errors[(j, f)]
             n += int(old.done[j].sum())
-        if n == self.done.size and old.state == DONE:
-            self.state, self.best_index = DONE, old.best_index
+        best = None if old.best_index is None else self.row_of(old.keys[old.best_index])
+        if old.state == DONE and self.fits_done == self.fits_total and (
+                best is not None or old.best_index is None):
+            self.state, self.best_index = DONE, best
             self.test_score, self.refit_time = old.test_score, old.refit_time
             self.refit_error = old.refit_error
         return n
@@ -83,6 +134,8 @@ class ModelResults:
         self.score_time[i, fold] = score_time
         if error is not None:
             self.errors[(i, fold)] = error
+        else:  # a result recorded again (a replayed delta) replaces the earlier one
+            self.errors.pop((i, fold), None)
         self.done[i, fold] = True
 
     @property
@@ -93,9 +146,12 @@ class ModelResults:
     def fits_done(self) -> int:
         return int(self.done.sum())
 
-    def pending(self) -> list[tuple[int, int]]:
-        idx = np.argwhere(~self.done)
-        return [(int(i), int(f)) for i, f in idx]
+    def pending(self, rows: Iterable[int] | None = None) -> list[tuple[int, int]]:
+        """The (row, fold) tasks not done, of ``rows`` (default: all), row by row."""
+        if rows is None:
+            idx = np.argwhere(~self.done)
+            return [(int(i), int(f)) for i, f in idx]
+        return [(i, int(f)) for i in dict.fromkeys(rows) for f in np.flatnonzero(~self.done[i])]
 
     def task_seconds(self) -> np.ndarray:
         """Each candidate's mean fit + score seconds over its folds done so far (NaN: none)."""
@@ -179,3 +235,21 @@ def _rank(means: np.ndarray) -> np.ndarray:
         return np.ones_like(means, dtype=np.int32)
     filled = np.nan_to_num(means, nan=np.nanmin(means) - 1)
     return np.asarray(rankdata(-filled, method="min"), dtype=np.int32)
+
+
+def best_type(models: Mapping[str, ModelResults]) -> str | None:
+    """The model type with the best CV score among those done with a refitted model.
+
+    The one place that decides (``load_results(...).best`` and ``export`` without
+    ``--model`` both ask it). A score of 0.0 is a score like any other; NaN (every
+    candidate failed) ranks below every number; ties go to the type listed first.
+    """
+    best: tuple[float, str] | None = None
+    for name, m in models.items():
+        if m.state != DONE or m.refit_error or m.best_index is None:
+            continue
+        score = m.best_score
+        value = float("-inf") if score is None or math.isnan(score) else score
+        if best is None or value > best[0]:
+            best = (value, name)
+    return None if best is None else best[1]

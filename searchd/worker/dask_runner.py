@@ -25,8 +25,8 @@ from searchd.errors import JobSpecError, SearchdError
 if TYPE_CHECKING:
     import numpy as np
 
-    from searchd.worker.execute import Outcome, Task
-    from searchd.worker.plan import Scoring
+    from searchd.worker.evaluate import Outcome, Task
+    from searchd.worker.plan import Scoring, Split
 
 log = logging.getLogger(__name__)
 # distributed reports a closed connection at INFO with a traceback; searchd logs the loss of
@@ -85,16 +85,22 @@ def _evaluate_fold(template: Any, params: dict[str, Any], X: np.ndarray, y: np.n
                    splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring, i: int,
                    fold: int) -> Outcome:
     """Runs on a Dask worker: one task, with the data and splits it already holds."""
-    from searchd.worker.execute import evaluate
+    from searchd.worker.evaluate import evaluate
     train, test = splits[fold]
     return evaluate(template, params, X, y, train, test, scoring, i, fold)
 
 
 class DaskCluster:
-    """One job's connection to a Dask scheduler; connects on first use."""
+    """One job's connection to a Dask scheduler; connects on first use (a ``Runner``)."""
 
-    def __init__(self, address: str, job_id: str) -> None:
+    backend = "dask"
+    #: no local processes fit (the progress event's ``processes``)
+    processes = None
+
+    def __init__(self, address: str, job_id: str, X: np.ndarray, y: np.ndarray,
+                 splits: list[Split]) -> None:
         self.address, self.job_id = address, job_id
+        self.X, self.y, self.splits = X, y, splits
         self.client: Any = None
         #: workers and threads the scheduler last reported (None until connected)
         self.workers: int | None = None
@@ -155,15 +161,14 @@ class DaskCluster:
                      self.workers or 0, time.monotonic() - start, (X.nbytes + y.nbytes) / 1e6)
         return self._data
 
-    def stream(self, template: Any, tasks: Iterable[Task], X: np.ndarray, y: np.ndarray,
-               splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring
-               ) -> Iterator[Outcome]:
+    def stream(self, template: Any, tasks: Iterable[Task], scoring: Scoring,
+               count: int | None = None) -> Iterator[Outcome]:
         """Submit tasks to the cluster, a bounded number at a time; yield as each finishes."""
         self.connect()  # first: it turns a missing extra into a clear error
         from distributed import as_completed
 
         client = self.client
-        Xf, yf, sf = self._scatter(X, y, splits)
+        Xf, yf, sf = self._scatter(self.X, self.y, self.splits)
         try:
             tf, scf = client.scatter([template, scoring], broadcast=True, hash=False)
         except (OSError, TimeoutError) as e:

@@ -1,8 +1,8 @@
-"""Spec → content-keyed candidates, CV splits and scorers, minus what is done.
+"""Spec → content-keyed result rows, CV splits and scorers.
 
-Candidates come from scikit-learn's own :class:`~sklearn.model_selection.ParameterGrid`
-(so their order, and the tie-breaking of the best candidate, match
-``GridSearchCV``). Each is keyed by the canonical JSON of its parameters.
+Candidates come from the model type's search strategy (:mod:`searchd.worker.strategy`),
+batch by batch; each is keyed by the canonical JSON of its parameters, and its row in the
+results is found by that key, whatever order or batch it comes in.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sklearn.utils.multiclass import type_of_target
 from searchd.jobs.spec import JobSpec, ModelSpec, canonical
 from searchd.state.results import ModelResults
 from searchd.worker.data import STRATIFIED
+from searchd.worker.strategy import strategy_for
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -27,6 +28,8 @@ def content_key(value: Any) -> str:
 
 
 def candidates(model: ModelSpec) -> list[dict[str, Any]]:
+    """The model type's whole grid, in ``ParameterGrid``'s order (for tools and benchmarks:
+    the worker takes its candidates from the strategy)."""
     return list(ParameterGrid([dict(g) for g in model.grid]))
 
 
@@ -44,12 +47,23 @@ def scorer_names(job: JobSpec) -> tuple[str, ...]:
     return job.search.scoring or ("score",)
 
 
-def new_results(job: JobSpec, model: ModelSpec, data_digest: str) -> ModelResults:
-    cands = candidates(model)
+def empty_results(job: JobSpec, model: ModelSpec, data_digest: str) -> ModelResults:
+    """A model type's results with no rows yet."""
     names = scorer_names(job)
-    return ModelResults.empty(model.name, model_key(job, model, data_digest),
-                              [content_key(c) for c in cands], cands, names,
+    return ModelResults.empty(model.name, model_key(job, model, data_digest), [], [], names,
                               job.search.refit or names[0], job.search.folds)
+
+
+def add_batch(res: ModelResults, batch: list[dict[str, Any]]) -> list[int]:
+    """The rows of a strategy's batch, added by content key where new."""
+    return res.add_candidates([content_key(c) for c in batch], batch)
+
+
+def new_results(job: JobSpec, model: ModelSpec, data_digest: str) -> ModelResults:
+    """A model type's results with its strategy's first batch as rows (all pending)."""
+    res = empty_results(job, model, data_digest)
+    add_batch(res, strategy_for(job, model).next_batch(res) or [])
+    return res
 
 
 def splits(job: JobSpec, X: np.ndarray, y: np.ndarray, classification: bool) -> list[Split]:

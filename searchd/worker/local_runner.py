@@ -1,8 +1,7 @@
-"""Evaluating (candidate, fold) tasks: the task itself and the backends that stream them.
+"""The local runner: a job's tasks fitted in the worker itself and in n_jobs - 1 processes.
 
-Each task does what ``GridSearchCV`` does for one candidate and fold, with public
-scikit-learn API only: clone → set_params → fit → score. Results stream back as
-each task finishes, so the worker can checkpoint them while the others still run.
+Results stream back as each task finishes, so the worker can checkpoint them while the
+others still run. See :class:`LocalRunner` for when the pool starts and how it is fed.
 """
 
 from __future__ import annotations
@@ -14,9 +13,8 @@ import queue
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,74 +23,12 @@ import numpy as np
 from joblib import effective_n_jobs
 from joblib.externals.loky import ProcessPoolExecutor
 from joblib.parallel import ParallelBackendBase
-from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
-from searchd import lifeline as guard
+from searchd.worker.evaluate import Outcome, Task, evaluate, evaluate_batch, pool_init, warm
 from searchd.worker.plan import Scoring
 
 log = logging.getLogger(__name__)
-
-#: (candidate index, fold, {scorer: score} or None, fit seconds, score seconds, error)
-Outcome = tuple[int, int, dict[str, float] | None, float, float, str | None]
-
-
-def longest_first(pending: list[tuple[int, int]],
-                  seconds: Callable[[], np.ndarray]) -> Iterator[tuple[int, int]]:
-    """The pending (candidate, fold) tasks in an order that ends the search on short ones.
-
-    First one task of each candidate still missing a measured time, in grid order, which
-    measures them; then every other task, costliest candidate first (``seconds()``: each
-    candidate's mean task time so far, read when that phase starts; NaN counts as the
-    median). A search that ends on its longest fits leaves cores idle while they finish;
-    the longest-processing-time-first order keeps that tail short. The order changes
-    nothing else: every result is stored by (candidate, fold).
-    """
-    known = seconds()
-    first: list[tuple[int, int]] = []
-    rest: list[tuple[int, int]] = []
-    probed: set[int] = set()
-    for i, f in pending:
-        if np.isnan(known[i]) and i not in probed:
-            probed.add(i)
-            first.append((i, f))
-        else:
-            rest.append((i, f))
-    yield from first
-    if not rest:
-        return
-    est = seconds()
-    fill = float(np.nanmedian(est)) if not np.all(np.isnan(est)) else 0.0
-    est = np.where(np.isnan(est), fill, est)
-    # stable: equal costs keep grid order
-    yield from sorted(rest, key=lambda t: -est[t[0]])
-
-
-@dataclass(frozen=True)
-class Task:
-    i: int
-    fold: int
-    params: dict[str, Any]
-
-
-def evaluate(template: Any, params: dict[str, Any], X: np.ndarray, y: np.ndarray,
-             train: np.ndarray, test: np.ndarray, scoring: Scoring, i: int, fold: int
-             ) -> Outcome:
-    """One (candidate, fold) task, the way GridSearchCV evaluates it (error_score=nan)."""
-    est = clone(template).set_params(**clone(params, safe=False))
-    start = time.time()
-    try:
-        est.fit(X[train], y[train])
-    except Exception as e:  # noqa: BLE001 - recorded as error_score=nan, like GridSearchCV
-        return i, fold, None, time.time() - start, 0.0, f"{type(e).__name__}: {e}"
-    fit_time = time.time() - start
-    start = time.time()
-    try:
-        scores = scoring(est, X[test], y[test])
-    except Exception as e:  # noqa: BLE001
-        return i, fold, None, fit_time, time.time() - start, f"{type(e).__name__}: {e}"
-    return i, fold, scores, fit_time, time.time() - start, None
-
 
 #: a batch sent to a pool process holds about this many seconds of tasks (fewer near the end)
 BATCH_SECONDS = 0.1
@@ -106,28 +42,6 @@ INLINE_SECONDS = 1.0
 #: (starting a pool process costs about a second of the core it starts on)
 POOL_WORTH_SECONDS = 2.0
 _END = object()
-
-#: the pool process's copy of the job's (X, y, splits), set by its initializer
-_pool_data: tuple[Any, Any, list[tuple[np.ndarray, np.ndarray]]] | None = None
-
-
-def _pool_init(parent: int, data: Any) -> None:
-    """In each pool process: die with the worker, keep the job's data for every batch."""
-    global _pool_data
-    guard.child_init(parent)
-    _pool_data = joblib.load(data, mmap_mode="r") if isinstance(data, str) else data
-
-
-def _warm() -> None:
-    """A no-op task: returns once a pool process is up."""
-
-
-def evaluate_batch(template: Any, scoring: Scoring, batch: list[Task]) -> list[Outcome]:
-    """In a pool process: ``evaluate`` each task on the data its initializer kept."""
-    assert _pool_data is not None, "not a searchd pool process"
-    X, y, splits = _pool_data
-    return [evaluate(template, t.params, X, y, *splits[t.fold], scoring, t.i, t.fold)
-            for t in batch]
 
 
 class _Stream:
@@ -199,10 +113,17 @@ class LocalRunner:
         self._lock = threading.Lock()
         self._closed = False
 
+    backend = "local"
+
     @property
     def processes(self) -> int:
         """How many processes fit now: 1 until the pool is up, then n_jobs."""
         return self.n_jobs if self.ready.is_set() and self.start_error is None else 1
+
+    @property
+    def workers(self) -> None:
+        """No cluster: see ``processes``."""
+        return None
 
     # --- the pool --------------------------------------------------------------------------
 
@@ -229,9 +150,9 @@ class LocalRunner:
             # what joblib gives its own workers: no oversubscription by BLAS/OpenMP threads
             env = {var: os.environ.get(var, str(self.threads))
                    for var in ParallelBackendBase.MAX_NUM_THREADS_VARS}
-            pool = ProcessPoolExecutor(max_workers=self.n_jobs - 1, initializer=_pool_init,
+            pool = ProcessPoolExecutor(max_workers=self.n_jobs - 1, initializer=pool_init,
                                        initargs=(os.getpid(), self._pool_payload()), env=env)
-            for f in [pool.submit(_warm) for _ in range(self.n_jobs - 1)]:
+            for f in [pool.submit(warm) for _ in range(self.n_jobs - 1)]:
                 f.result()
             with self._lock:
                 if self._closed:  # the job's tasks were done while the pool started
@@ -381,5 +302,5 @@ class LocalRunner:
 
     def _record(self, outcome: Outcome) -> Outcome:
         self._tasks_seen += 1
-        self._seconds_seen += outcome[3] + outcome[4]
+        self._seconds_seen += outcome.seconds
         return outcome

@@ -1,0 +1,119 @@
+"""One (candidate, fold) task, evaluated the way ``GridSearchCV`` evaluates it, and its order.
+
+Each task is clone → set_params → fit → score with public scikit-learn API only, wherever it
+runs (the worker, a pool process, a Dask worker): the scores are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import joblib
+import numpy as np
+from sklearn.base import clone
+
+from searchd import lifeline as guard
+from searchd.worker.plan import Scoring
+
+
+@dataclass(frozen=True)
+class Task:
+    #: the candidate's row in its model type's results
+    i: int
+    fold: int
+    #: the candidate's parameters, built (estimator-valued ones are estimators)
+    params: dict[str, Any]
+
+
+class Outcome(NamedTuple):
+    """What one task gave: scores, or the error its fit or scoring raised."""
+
+    i: int
+    fold: int
+    #: {scorer: score}; None when the fit or the scoring failed (error_score=nan)
+    scores: dict[str, float] | None
+    fit_time: float
+    score_time: float
+    error: str | None
+
+    @property
+    def seconds(self) -> float:
+        return self.fit_time + self.score_time
+
+
+def evaluate(template: Any, params: dict[str, Any], X: np.ndarray, y: np.ndarray,
+             train: np.ndarray, test: np.ndarray, scoring: Scoring, i: int, fold: int
+             ) -> Outcome:
+    """One (candidate, fold) task, the way GridSearchCV evaluates it (error_score=nan)."""
+    est = clone(template).set_params(**clone(params, safe=False))
+    start = time.time()
+    try:
+        est.fit(X[train], y[train])
+    except Exception as e:  # noqa: BLE001 - recorded as error_score=nan, like GridSearchCV
+        return Outcome(i, fold, None, time.time() - start, 0.0, f"{type(e).__name__}: {e}")
+    fit_time = time.time() - start
+    start = time.time()
+    try:
+        scores = scoring(est, X[test], y[test])
+    except Exception as e:  # noqa: BLE001
+        return Outcome(i, fold, None, fit_time, time.time() - start, f"{type(e).__name__}: {e}")
+    return Outcome(i, fold, scores, fit_time, time.time() - start, None)
+
+
+def longest_first(pending: list[tuple[int, int]],
+                  seconds: Callable[[], np.ndarray]) -> Iterator[tuple[int, int]]:
+    """The pending (candidate, fold) tasks in an order that ends the search on short ones.
+
+    First one task of each candidate still missing a measured time, in grid order, which
+    measures them; then every other task, costliest candidate first (``seconds()``: each
+    candidate's mean task time so far, read when that phase starts; NaN counts as the
+    median). A search that ends on its longest fits leaves cores idle while they finish;
+    the longest-processing-time-first order keeps that tail short. The order changes
+    nothing else: every result is stored by (candidate, fold).
+    """
+    known = seconds()
+    first: list[tuple[int, int]] = []
+    rest: list[tuple[int, int]] = []
+    probed: set[int] = set()
+    for i, f in pending:
+        if np.isnan(known[i]) and i not in probed:
+            probed.add(i)
+            first.append((i, f))
+        else:
+            rest.append((i, f))
+    yield from first
+    if not rest:
+        return
+    est = seconds()
+    fill = float(np.nanmedian(est)) if not np.all(np.isnan(est)) else 0.0
+    est = np.where(np.isnan(est), fill, est)
+    # stable: equal costs keep grid order
+    yield from sorted(rest, key=lambda t: -est[t[0]])
+
+
+# --- in a pool process -------------------------------------------------------------------------
+
+#: the pool process's copy of the job's (X, y, splits), set by its initializer
+_pool_data: tuple[Any, Any, list[tuple[np.ndarray, np.ndarray]]] | None = None
+
+
+def pool_init(parent: int, data: Any) -> None:
+    """In each pool process: die with the worker, keep the job's data for every batch."""
+    global _pool_data
+    guard.child_init(parent)
+    _pool_data = joblib.load(data, mmap_mode="r") if isinstance(data, str) else data
+
+
+def warm() -> None:
+    """A no-op task: returns once a pool process is up."""
+
+
+def evaluate_batch(template: Any, scoring: Scoring, batch: list[Task]) -> list[Outcome]:
+    """In a pool process: ``evaluate`` each task on the data its initializer kept."""
+    assert _pool_data is not None, "not a searchd pool process"
+    X, y, splits = _pool_data
+    return [evaluate(template, t.params, X, y, *splits[t.fold], scoring, t.i, t.fold)
+            for t in batch]
