@@ -182,9 +182,10 @@ def read_private(path: Path) -> bytes:
             raise UnsafePathError(path, "is a symbolic link; searchd does not follow links "
                                         "in its state folder") from None
         raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafePathError(path, "is not a regular file")
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UnsafePathError(path, "is not a regular file")
         return f.read()
 
 
