@@ -58,3 +58,7 @@ class NotFoundError(SearchdError):
     """A job or model type the user named does not exist (yet)."""
 
     exit_code = 6
+
+
+class ServiceError(SearchdError):
+    """``searchd service`` cannot install or remove the systemd units (not root, no systemctl)."""

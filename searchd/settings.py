@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .config_paths import find_user_config
 from .errors import SettingsError
 
 
@@ -164,14 +165,20 @@ def load_config(path: Path) -> dict[str, Any]:
 
 
 def resolve_settings(config: str | Path | None, flags: dict[str, Any]) -> Settings:
-    """Defaults < environment < config file (``config`` or ``$SEARCHD_CONFIG``) < flags."""
+    """Defaults < environment < config file (``config`` or ``$SEARCHD_CONFIG``) < flags.
+
+    Without either, the user service's ``$XDG_CONFIG_HOME/searchd/searchd.toml`` is read
+    when it exists, as defaults *below* the environment: it is found, not asked for.
+    """
     env: dict[str, Any] = {}
     if os.environ.get("SEARCHD_STATE"):
         env["state_dir"] = os.environ["SEARCHD_STATE"]
     if os.environ.get("SEARCHD_JOBS"):
         env["jobs_dir"] = os.environ["SEARCHD_JOBS"]
-    settings = settings_from(env, "environment")
     config = config or os.environ.get("SEARCHD_CONFIG") or None
+    found = None if config else find_user_config()
+    base = settings_from(load_config(found), str(found)) if found else None
+    settings = settings_from(env, "environment", base)
     if config:
         file_values = load_config(Path(config))
         settings = settings_from(file_values, str(config), settings)

@@ -23,6 +23,13 @@ from searchd.lifeline import find_leftovers
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _no_user_config(tmp_path_factory: pytest.TempPathFactory,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's ~/.config/searchd/searchd.toml (the user service's) must not steer tests."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "no-xdg-config"))
+
+
 @dataclass
 class Env:
     root: Path
