@@ -137,6 +137,11 @@ def status_json(rec: JobRecord) -> dict[str, Any]:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    if getattr(args, "watch", None) is not None:
+        from searchd.cli.watch import watch
+        args.watch, interval = None, args.watch  # each refresh is one plain status
+        return watch(lambda: cmd_status(args, settings), interval,
+                     f"searchd status --state {settings.state_dir}", count=args.watch_count)
     recs = job_records(settings)
     if args.json:
         _print_json([status_json(r) for r in recs])

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from searchd.cli import completion, service
+from searchd.cli.watch import positive_seconds
 from searchd.errors import SearchdError, SettingsError
 from searchd.settings import Settings, resolve_settings
 
@@ -59,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="searchd", parents=[_common(None)],
                                 description="Grid searches on idle CPU, "
                                 "with signed crash-safe checkpoints.")
+    p.add_argument("--version", action="version", version=f"searchd {package_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     r = sub.add_parser("run", parents=[common], help="run the daemon")
@@ -83,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("file", type=Path)
     s = sub.add_parser("submit", parents=[common], help="validate a job file and add it to jobs/")
     s.add_argument("file", type=Path)
-    sub.add_parser("status", parents=[common, as_json], help="one line per job")
+    st = sub.add_parser("status", parents=[common, as_json], help="one line per job")
+    st.add_argument("--watch", nargs="?", const=2.0, type=positive_seconds, metavar="SECONDS",
+                    help="refresh every SECONDS (default 2) until Ctrl-C")
+    st.add_argument("--watch-count", type=int, help=argparse.SUPPRESS)  # tests: N refreshes
     sh = sub.add_parser("show", parents=[common, as_json], help="a job's results per model type")
     sh.add_argument("job")
     sh.add_argument("--top", type=int, default=5, help="candidates to list per model type")
@@ -100,7 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("job")
     ve = sub.add_parser("verify", parents=[common, as_json], help="check every checkpoint")
     ve.add_argument("job", nargs="?")
+    service.add_parser(sub)
+    completion.add_parser(sub)
     return p
+
+
+def package_version() -> str:
+    """The installed distribution's version; the source's when searchd is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("searchd")
+    except PackageNotFoundError:
+        from searchd import __version__
+        return __version__
 
 
 def settings_for(args: argparse.Namespace, **flags: Any) -> Settings:
@@ -134,7 +152,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run}
+    handlers = {"run": cmd_run, "service": service.cmd_service,
+                "completion": completion.cmd_completion}
     try:
         if args.command in handlers:
             return handlers[args.command](args)
