@@ -39,7 +39,7 @@ def main() -> None:
 
     import searchd.worker.main  # noqa: F401 - the worker's own imports (scikit-learn, scipy)
     lap("import searchd.worker.main")
-    from searchd.jobs.spec import load_job
+    from searchd.jobs.load import load_job
     from searchd.worker.data import load_dataset
     from searchd.worker.estimators import build_candidate, check_model, is_classification
     from searchd.worker.evaluate import Task

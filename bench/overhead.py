@@ -99,7 +99,7 @@ def write_job(src: Path, jobs_dir: Path, quick: bool) -> Path:
         dst = jobs_dir / src.name
         shutil.copyfile(src, dst)
         return dst
-    from searchd.jobs.spec import load_job
+    from searchd.jobs.load import load_job
     job = load_job(src, 100_000)
     doc = tomllib.loads(src.read_text()) if src.suffix == ".toml" else json.loads(src.read_text())
     for m in job.models:
@@ -118,7 +118,8 @@ def build_workload(job_path: Path, out: Path) -> dict[str, Any]:
     """Pickle what the reference needs, built with searchd's own functions so grids match."""
     from sklearn.model_selection import ParameterGrid
 
-    from searchd.jobs.spec import canonical, load_job
+    from searchd.jobs.load import load_job
+    from searchd.jobs.spec import canonical
     from searchd.worker.data import load_dataset
     from searchd.worker.estimators import build_template, build_value, grid_key, is_classification
     from searchd.worker.plan import candidates, splits

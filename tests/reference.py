@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import GridSearchCV
 
-from searchd.jobs.spec import canonical, load_job
+from searchd.jobs.load import load_job
+from searchd.jobs.spec import canonical
 from searchd.worker.data import load_dataset
 from searchd.worker.estimators import build_template, build_value, grid_key, is_classification
 

@@ -20,7 +20,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from searchd.errors import JobSpecError
-from searchd.jobs.spec import JobSpec, parse_job
+from searchd.jobs.load import parse_job
+from searchd.jobs.spec import JobSpec
 from searchd.worker import estimators
 from searchd.worker.estimators import (
     MODEL_STEP,

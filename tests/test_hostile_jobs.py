@@ -38,7 +38,8 @@ from hypothesis import strategies as st
 from sklearn.base import clone
 
 from searchd.errors import DataError, JobSpecError
-from searchd.jobs.spec import MAX_DEPTH, MAX_JOB_BYTES, parse_job
+from searchd.jobs.load import parse_job
+from searchd.jobs.reading import MAX_DEPTH, MAX_JOB_BYTES
 from searchd.worker.data import load_dataset
 from searchd.worker.estimators import build_candidate, check_model, is_classification
 from searchd.worker.plan import Scoring, new_results, splits

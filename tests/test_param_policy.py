@@ -34,7 +34,8 @@ from sklearn.utils import all_estimators
 from searchd import protocol
 from searchd.cli.main import main as searchd_main
 from searchd.errors import JobSpecError
-from searchd.jobs.spec import JobSpec, parse_job
+from searchd.jobs.load import parse_job
+from searchd.jobs.spec import JobSpec
 from searchd.settings import Settings
 from searchd.state.store import load_key
 from searchd.worker.estimators import build_candidate, build_estimator, check_model

@@ -19,7 +19,8 @@ from conftest import Env
 from searchd.cli.export import write_output
 from searchd.errors import DataError, JobSpecError, SearchdError, SettingsError
 from searchd.jobs.folder import scan
-from searchd.jobs.spec import job_id_problem, load_job, parse_job
+from searchd.jobs.ids import job_id_problem
+from searchd.jobs.load import load_job, parse_job
 from searchd.settings import settings_from
 from searchd.state import records
 from searchd.state.records import JobRecord, JobState, all_summaries, write_summary

@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 from searchd.errors import DataError, JobSpecError
-from searchd.jobs import spec as spec_mod
-from searchd.jobs.spec import JobSpec, canonical, job_id_of, load_job, parse_job
+from searchd.jobs import grids
+from searchd.jobs.ids import job_id_of
+from searchd.jobs.load import load_job, parse_job
+from searchd.jobs.spec import JobSpec, canonical
 from searchd.worker.data import load_dataset, load_xy
 
 X_TOML = Path("jobs/x.toml")
@@ -583,7 +585,7 @@ def _no_expansion(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append(key)
         raise AssertionError(f"expanded {key} before counting")
 
-    monkeypatch.setattr(spec_mod._Validator, "grid_values", spy)
+    monkeypatch.setattr(grids.GridValues, "grid_values", spy)
     return calls
 
 

@@ -11,7 +11,9 @@ from typing import Any
 
 from searchd.errors import JobSpecError, NotFoundError, SearchdError
 from searchd.jobs.folder import scan
-from searchd.jobs.spec import SUFFIXES, JobSpec, job_id_problem, load_job
+from searchd.jobs.ids import SUFFIXES, job_id_problem
+from searchd.jobs.load import load_job
+from searchd.jobs.spec import JobSpec
 from searchd.settings import Settings
 from searchd.state import control
 from searchd.state.records import (

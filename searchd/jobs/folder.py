@@ -15,14 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from searchd.errors import JobSpecError
-from searchd.jobs.spec import (
-    SUFFIXES,
-    JobSpec,
-    job_id_of,
-    job_id_problem,
-    parse_job,
-    read_job_bytes,
-)
+from searchd.jobs.ids import SUFFIXES, job_id_of, job_id_problem
+from searchd.jobs.load import parse_job
+from searchd.jobs.reading import read_job_bytes
+from searchd.jobs.spec import JobSpec
 from searchd.state.store import atomic_write, make_private_dir
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from searchd.errors import JobSpecError
 from searchd.jobs.folder import JobFile, freeze, scan
-from searchd.jobs.spec import clip, parse_job
+from searchd.jobs.load import parse_job
+from searchd.jobs.messages import clip
 from searchd.settings import Settings
 from searchd.state import control
 from searchd.state.records import ACTIVE, JobRecord, JobState

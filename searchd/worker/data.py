@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from searchd.errors import DataError
-from searchd.jobs.spec import JobSpec, clip
+from searchd.jobs.messages import clip
+from searchd.jobs.spec import JobSpec
 
 BUNDLED = ("iris", "digits", "wine", "breast_cancer", "diabetes", "linnerud")
 #: longest CSV line read (a binary file or a device has lines of any length)

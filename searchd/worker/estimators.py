@@ -23,7 +23,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import all_estimators
 
 from searchd.errors import JobSpecError
-from searchd.jobs.spec import JobSpec, ModelSpec, Value, clip
+from searchd.jobs.messages import clip
+from searchd.jobs.spec import JobSpec, ModelSpec, Value
 from searchd.worker import param_policy
 from searchd.worker.sklearn_names_table import MODULES
 
