@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("job")
     ve = sub.add_parser("verify", parents=[common, as_json], help="check every checkpoint")
     ve.add_argument("job", nargs="?")
+    rp = sub.add_parser("report", parents=[common], help="write a job's HTML report")
+    rp.add_argument("job")
+    rp.add_argument("-o", "--output", type=Path, help="default: JOB-report.html here")
     service.add_parser(sub)
     completion.add_parser(sub)
     return p
@@ -157,6 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in handlers:
             return handlers[args.command](args)
+        if args.command == "report":
+            from searchd.cli.report import cmd_report
+            return cmd_report(args, settings_for(args))
         from searchd.cli import commands
         return int(getattr(commands, f"cmd_{args.command}")(args, settings_for(args)))
     except SearchdError as e:
