@@ -19,7 +19,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from threadpoolctl import threadpool_info
 
 from searchd import lifeline as guard
-from searchd.worker import local_runner as execute
+from searchd.worker import local_runner
 from searchd.worker.evaluate import Outcome, Task, evaluate, evaluate_batch, longest_first
 from searchd.worker.local_runner import LocalRunner
 
@@ -53,7 +53,7 @@ def test_one_job_means_no_pool_at_all() -> None:
 
 def test_the_worker_fits_while_the_pool_starts_then_both_do(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(execute, "POOL_WORTH_SECONDS", 0.0)
+    monkeypatch.setattr(local_runner, "POOL_WORTH_SECONDS", 0.0)
     template, X, y, splits, scoring, tasks = problem()
     runner = LocalRunner(2, X, y, splits)
     try:
@@ -87,7 +87,7 @@ def test_a_small_job_never_starts_the_pool() -> None:
 def test_a_stream_does_not_wait_for_a_pool_still_starting(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Done before the pool is up: the stream ends at once, the pool got no task to hold."""
-    monkeypatch.setattr(execute, "POOL_WORTH_SECONDS", 0.0)  # start it at the first fit
+    monkeypatch.setattr(local_runner, "POOL_WORTH_SECONDS", 0.0)  # start it at the first fit
     template, X, y, splits, scoring, tasks = problem()
     runner = LocalRunner(2, X, y, splits)
     try:
@@ -106,29 +106,29 @@ def test_the_pool_starts_once_the_work_left_outweighs_its_start() -> None:
     assert not r._worth_a_pool(3, 0.002, 250)  # 1 ms fits, 250 left: 0.25 s, stay alone
     assert r._worth_a_pool(2, 0.1, 150)  # a 100 ms fit after the first, 150 left: ~15 s
     assert not r._worth_a_pool(5, 0.5, None)  # count unknown: only the 1-second rule
-    r.inline_seconds = execute.INLINE_SECONDS
+    r.inline_seconds = local_runner.INLINE_SECONDS
     assert r._worth_a_pool(0, 0.0, None)
 
 
 def test_batches_shrink_near_the_end() -> None:
     X, y = load_iris(return_X_y=True)
     runner = LocalRunner(2, X, y, [])
-    tasks = execute._Stream(None, None, [], 10_000)  # type: ignore[arg-type]
+    tasks = local_runner._Stream(None, None, [], 10_000)  # type: ignore[arg-type]
     assert runner._batch(tasks) == 1  # nothing measured yet
     runner._tasks_seen, runner._seconds_seen = 100, 0.1  # 1 ms tasks
-    assert runner._batch(tasks) == int(execute.BATCH_SECONDS / 0.001)
+    assert runner._batch(tasks) == int(local_runner.BATCH_SECONDS / 0.001)
     tasks.left = 40
     assert runner._batch(tasks) == 40 // (4 * 2)
     tasks.left = 3
     assert runner._batch(tasks) == 1
     runner._seconds_seen = 1e-9 * 100  # absurdly fast tasks: capped
     tasks.left = None
-    assert runner._batch(tasks) == execute.MAX_BATCH
+    assert runner._batch(tasks) == local_runner.MAX_BATCH
 
 
 def test_big_data_reaches_the_pool_as_a_memory_map(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(execute, "MMAP_BYTES", 0)
+    monkeypatch.setattr(local_runner, "MMAP_BYTES", 0)
     template, X, y, splits, scoring, tasks = problem()
     scratch = tmp_path / "pool-data"
     runner = LocalRunner(2, X, y, splits, scratch)
@@ -170,7 +170,7 @@ def test_no_pool_no_problem(monkeypatch: pytest.MonkeyPatch,
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(execute, "ProcessPoolExecutor", refuse)
+    monkeypatch.setattr(local_runner, "ProcessPoolExecutor", refuse)
     template, X, y, splits, scoring, tasks = problem()
     runner = LocalRunner(2, X, y, splits)
     runner.start_pool()
@@ -202,7 +202,7 @@ def test_the_worker_limits_its_threads_only_while_it_shares_the_cores(
     try:
         runner.start_pool()
         assert runner.ready.wait(60) and runner.start_error is None
-        monkeypatch.setattr(execute, "evaluate", watched)
+        monkeypatch.setattr(local_runner, "evaluate", watched)
         assert len(list(runner.stream(template, tasks * 5, scoring))) == len(tasks) * 5
     finally:
         runner.close()
