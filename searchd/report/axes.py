@@ -120,9 +120,10 @@ def edge_warning(axis: ParamAxis, best_value: Any) -> EdgeWarning | None:
     """A warning when the best value of a numeric parameter sits at an end of its grid.
 
     The proposed values continue the grid's spacing (its ratio on a log grid, its step
-    otherwise), as integers for an integer parameter; values that would cross zero for
-    a positive parameter are left out, and with none left (``n_neighbors = 1``) there is
-    no warning: the grid already ends at the parameter's natural bound.
+    otherwise), as integers for an integer parameter. Below a non-negative grid's
+    smallest value they halve towards zero instead of crossing it; with nothing left to
+    propose (``n_neighbors = 1``, a best of 0) there is no warning: the grid already ends
+    at the parameter's natural bound.
     """
     if not axis.numeric or len(axis.values) < 3 or not _is_number(best_value):
         return None
@@ -136,13 +137,15 @@ def edge_warning(axis: ParamAxis, best_value: Any) -> EdgeWarning | None:
     integer = all(isinstance(v, int) for v in vals)
     out: list[Any] = []
     for n in range(1, EXTEND_BY + 1):
-        if axis.log:
-            v: float = edge * (edge / nxt) ** n
-        else:
-            v = edge + (edge - nxt) * n
-        if vals[0] > 0 and v <= 0:
-            break
-        out.append(int(round(v)) if integer else _round(v))
+        v: float = edge * (edge / nxt) ** n if axis.log else edge + (edge - nxt) * n
+        if vals[0] >= 0 and v <= 0:
+            if edge <= 0:  # a grid from 0 up whose best is 0: nothing lies below
+                break
+            v = edge / 2 ** n  # a step would cross zero: approach it by halves instead
+        w = int(round(v)) if integer else _round(v)
+        if (vals[0] >= 0 and w <= 0) or w == edge or w in out:
+            continue
+        out.append(w)
     if not out:
         return None
     return EdgeWarning(axis.name, best_value, side, out)
