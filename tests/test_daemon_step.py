@@ -22,10 +22,11 @@ from searchd.protocol import Exit
 from searchd.settings import Settings
 from searchd.state import control
 from searchd.state.records import JobState
-from searchd.supervisor.daemon import KILL_WAIT_SECONDS, WARM_STOP_SECONDS, Daemon
+from searchd.supervisor.daemon import Daemon
 from searchd.supervisor.exits import LOCKED_WAIT, MAX_CLUSTER_WAIT
 from searchd.supervisor.load import LoadSample
 from searchd.supervisor.notify import Notifier
+from searchd.supervisor.stopping import KILL_WAIT_SECONDS, WARM_STOP_SECONDS
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -15,7 +15,6 @@ import dataclasses
 import logging
 import signal
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from types import FrameType
 
 from searchd.errors import SettingsError
@@ -36,26 +35,12 @@ from searchd.supervisor.proctree import ProcessControl, TreeControl
 from searchd.supervisor.reload import reloaded
 from searchd.supervisor.seams import Clock, Launcher, Sampler, SystemClock, Worker
 from searchd.supervisor.status import status_line
+from searchd.supervisor.stopping import WarmStop
 from searchd.worker.dask_runner import missing_extra
 
 log = logging.getLogger("searchd")
 
 S = JobState
-WARM_STOP_SECONDS = 8.0
-KILL_WAIT_SECONDS = 5.0  # after SIGKILL, how long to wait for the worker's exit status
-
-
-@dataclass
-class _Stopping:
-    """A warm stop under way."""
-
-    #: when to give up waiting: for the flush, then (once killed) for the exit status
-    deadline: float
-    #: stop signals counted when it began: one more means a cold stop
-    signals: int
-    killed: bool = False
-
-
 class Daemon:
     def __init__(self, settings: Settings, drain: bool = False,
                  sampler: Sampler | None = None, log_format: str = "%(message)s",
@@ -86,7 +71,7 @@ class Daemon:
         self.intake = Intake(self.records, self._dirty)
         self.exits = ExitPolicy()
         self.fold = EventFold()
-        self._stopping: _Stopping | None = None
+        self._stopping: WarmStop | None = None
         self._last_tick = self.clock.monotonic()
 
     @property
@@ -317,35 +302,20 @@ class Daemon:
         now = self.clock.monotonic() if now is None else now
         log.info("stopping (signal received)")
         self.notifier.stopping()
-        self._stopping = _Stopping(deadline=now + WARM_STOP_SECONDS, signals=self.stop_signals)
+        self._stopping = WarmStop(now, self.stop_signals)
         self._stop_worker("daemon stopping")
         if self.driver is not None:
             self.driver.stopping()
         self._step_stop(now)
 
     def _step_stop(self, now: float) -> None:
-        st = self._stopping
-        assert st is not None
+        assert self._stopping is not None
         w = self.worker
-        if w is not None and w.poll() is None:
-            if not st.killed:
-                if self.stop_signals > st.signals:
-                    log.warning("second signal: cold stop")
-                elif now < st.deadline:
-                    return
-                else:
-                    log.warning("%s: worker did not stop in time; killing it", w.job_id)
-                self.control.kill(w.pid)
-                st.killed, st.deadline = True, now + KILL_WAIT_SECONDS
-                if w.poll() is None:
-                    return
-            elif now < st.deadline:
-                return
-            else:
-                log.error("%s: worker %d survived SIGKILL for %.0fs; leaving it",
-                          w.job_id, w.pid, KILL_WAIT_SECONDS)
-                w.close()
-                self.worker = None
+        if not self._stopping.settled(now, w, self.stop_signals, self.control):
+            return
+        if w is not None and w.poll() is None:  # survived SIGKILL: do not wait for ever
+            w.close()
+            self.worker = None
         self._poll_worker(0.0, now)
         self._show_pause_reason(None, now)  # no daemon, nothing paused
         self._write_summaries()
