@@ -442,6 +442,7 @@ def test_low_memory_holds_back_the_next_job_and_says_so(tmp_path: Path) -> None:
         assert not r.launcher.started
         assert r.rec().state == S.QUEUED
         assert r.rec().paused_reason.startswith("low memory: 1% free < 10%")
+        assert r.summary()["state"] == "queued"
         r.sampler.free = 0.5
         r.step(n=5)
         assert not r.launcher.started
@@ -454,8 +455,12 @@ def test_outside_the_run_window_nothing_starts(tmp_path: Path) -> None:
         r.write()
         r.scan_step()
         assert not r.launcher.started
-        assert r.rec().paused_reason.startswith("outside run window (next ")
-        assert r.daemon.status_line().startswith("paused: outside run window")
+        assert r.rec().paused_reason == "outside run window (next 03:00)"
+        assert r.summary()["paused_reason"] == "outside run window (next 03:00)"
+        assert r.daemon.status_line() == "paused: outside run window (next 03:00)"
+        r.daemon.stop_signals = 1
+        r.step()
+        assert r.summary()["paused_reason"] is None, "no daemon, no pause"
 
 
 def test_operator_pause_until_resumed(tmp_path: Path) -> None:
@@ -515,6 +520,9 @@ def test_long_pause_resumes_then_stops_the_worker_and_never_suspends_it_again(
         rec = r.rec()
         assert rec.state == S.QUEUED and rec.paused_reason == "paused by operator"
         assert len(r.launcher.started) == 1
+        control.clear_pause(r.state)  # `searchd resume`: the job runs again
+        r.step()
+        assert len(r.launcher.started) == 2 and r.rec().state == S.RUNNING
 
 
 def test_reasons_follow_the_job_they_hold_back_and_go_when_the_daemon_stops(

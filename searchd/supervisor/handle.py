@@ -45,7 +45,7 @@ class WorkerProc:
         r, w = os.pipe()
         os.set_blocking(r, False)
         # -P: nothing is imported from the job's folder, the worker's current directory
-        cmd = [sys.executable, "-P", "-m", "searchd.worker", f"--job={job_id}",
+        cmd = [sys.executable, "-P", "-m", "searchd.worker", "--job", job_id,
                f"--events-fd={w}",
                f"--settings={encode_settings(_absolute(settings))}"]
         env = {**os.environ, OWNER_ENV: owner_tag(settings.state_dir),
