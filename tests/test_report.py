@@ -196,7 +196,7 @@ def test_the_leaderboard_compares_the_types_on_their_fold_scores(demo: Env, page
         assert tag in row and (f"p = {p:.2f}" in row or f"p = {p:.3f}" in row), row
 
 
-def test_the_timeline_is_read_back_and_shown(demo: Env, tmp_path: Path) -> None:
+def test_the_timeline_is_read_back_and_shown(tmp_path: Path) -> None:
     job_dir = tmp_path / "j"
     job_dir.mkdir()
     for i in range(10):

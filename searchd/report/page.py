@@ -108,7 +108,6 @@ def job_section(ctx: Context) -> str:
         tl = (f"<figure>{plots.timeline(job.timeline, rec.fits_total, ctx.uid())}"
               "<figcaption>Fits done over time; shaded: paused (by reason).</figcaption>"
               "</figure>")
-        tl = f'<div class="figs">{tl}</div>'
     else:
         tl = '<p class="none">No timeline recorded.</p>'
     note = f'<p class="none">{esc(job.results_note)}</p>' if job.results_note else ""

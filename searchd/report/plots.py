@@ -126,7 +126,7 @@ def timeline(points: list[TimelinePoint], fits_total: int, uid: str) -> str:
         ax.set_ylim(bottom=0)
         ax.legend(loc="lower right")
         _margins(fig, len(f"{max(int(y.max()), fits_total):,}"))
-    return plot(draw, uid, "fits done over time")
+    return plot(draw, uid, "fits done over time", size=(11.0, 3.0))
 
 
 def _pauses(points: list[TimelinePoint]) -> list[tuple[float, float, str]]:
@@ -182,16 +182,24 @@ def profile(m: ModelView, axis: ParamAxis, uid: str) -> str:
             ax.plot([bx], [m.mean[m.best]], marker="*", ms=11, color=BEST, ls="none",
                     label="best candidate")
         if axis.log:
-            ax.set_xscale("log")
+            _log_x(ax)
         rotated = 0
         if not axis.numeric:
             rotated = _category_ticks(ax, "x", [axis.label(i) for i in range(n)])
             ax.set_xlim(-0.6, n - 0.4)
         ax.set_xlabel(axis.name)
         ax.set_ylabel(f"mean CV {m.scorer}")
-        ax.legend(loc="best", framealpha=0.8, frameon=True)
+        ax.legend(loc="lower right", framealpha=0.8, frameon=True)
         _margins(fig, 6, rotated)
     return plot(draw, uid, f"{m.name}: mean CV {m.scorer} against {axis.name}")
+
+
+def _log_x(ax: Axes) -> None:
+    """A log x axis without minor ticks (each tick is costly to draw, and clutters)."""
+    from matplotlib.ticker import NullLocator
+
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(NullLocator())
 
 
 def _bin(x: np.ndarray, *ys: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -245,8 +253,10 @@ def heatmap(m: ModelView, ax_x: ParamAxis, ax_y: ParamAxis, uid: str) -> str:
                     ax.text(c, r, f"{v:.3f}", ha="center", va="center", fontsize=7,
                             color="black" if v > mid else "white")
         if m.best is not None and ax_x.codes[m.best] >= 0 and ax_y.codes[m.best] >= 0:
-            ax.plot([ax_x.codes[m.best]], [ax_y.codes[m.best]], marker="s", ms=14,
-                    mfc="none", mec=BEST, mew=2, ls="none")
+            from matplotlib.patches import Rectangle
+
+            ax.add_patch(Rectangle((ax_x.codes[m.best] - 0.5, ax_y.codes[m.best] - 0.5), 1, 1,
+                                   fill=False, ec=BEST, lw=2.5))
         ylabels = [ax_y.label(i) for i in range(len(ax_y.values))]
         rotated = _category_ticks(ax, "x", [ax_x.label(i) for i in range(len(ax_x.values))])
         _category_ticks(ax, "y", ylabels)
@@ -302,9 +312,9 @@ def fit_time(m: ModelView, uid: str) -> str:
                     color=BEST, ls="none", label="best candidate")
         t = m.fit_time[np.isfinite(m.fit_time) & (m.fit_time > 0)]
         if t.size and t.max() / t.min() > 10:
-            ax.set_xscale("log")
+            _log_x(ax)
         ax.set_xlabel("mean fit time (s)")
         ax.set_ylabel(f"mean CV {m.scorer}")
-        ax.legend(loc="best", framealpha=0.8, frameon=True)
+        ax.legend(loc="lower right", framealpha=0.8, frameon=True)
         _margins(fig)
     return plot(draw, uid, f"{m.name}: mean CV {m.scorer} against fit time")

@@ -63,14 +63,14 @@ def read_timeline(job_dir: Path, max_points: int = MAX_POINTS) -> list[TimelineP
         log.warning("%s: timeline unreadable (%s); the report shows none", path,
                     e.strerror or e)
         return []
-    points: list[TimelinePoint] = []
-    skipped = 0
-    for line in raw.splitlines():
-        p = _point(line)
-        if p is None:
-            skipped += int(bool(line.strip()))
-        else:
-            points.append(p)
+    lines = [ln for ln in raw.splitlines() if ln.strip()]
+    try:  # fast path: one parse for the whole file (a day at one point per 5 s: 17,280 lines)
+        rows: list[object] = json.loads(b"[" + b",".join(lines) + b"]")
+        found = [_valid(d) for d in rows]
+    except ValueError:  # a line cut short by a crash, or other damage: line by line
+        found = [_point(ln) for ln in lines]
+    points = [p for p in found if p is not None]
+    skipped = len(found) - len(points)
     if skipped:
         log.warning("%s: %d damaged line(s) skipped", path, skipped)
     points.sort(key=lambda p: p.at)
@@ -84,6 +84,10 @@ def _point(line: bytes) -> TimelinePoint | None:
         d = json.loads(line)
     except ValueError:  # a line cut short by a crash
         return None
+    return _valid(d)
+
+
+def _valid(d: object) -> TimelinePoint | None:
     if not isinstance(d, dict):
         return None
     at, fits, paused = d.get("at"), d.get("fits_done"), d.get("paused")
