@@ -17,7 +17,7 @@ import pytest
 from conftest import Env
 
 from searchd.cli.export import write_output
-from searchd.errors import DataError, JobSpecError, SearchdError, SettingsError
+from searchd.errors import CheckpointError, DataError, JobSpecError, SearchdError, SettingsError
 from searchd.jobs.folder import scan
 from searchd.jobs.ids import job_id_problem
 from searchd.jobs.load import load_job, parse_job
@@ -28,6 +28,7 @@ from searchd.state.store import (
     MAGIC,
     CheckpointStore,
     UnsafePathError,
+    load_key,
     make_private_dir,
     open_private_append,
     read_private,
@@ -256,6 +257,7 @@ def test_validate_and_submit_refuse_reserved_ids(env: Env) -> None:
 # --- 4. the state folder is not trusted blindly -----------------------------------------------
 
 def _plant(state: Path, folder: str, doc: object) -> None:
+    load_key(state, create=True)  # an existing state folder, as a planter would find it
     (state / folder).mkdir(parents=True, exist_ok=True)
     (state / folder / "summary.json").write_text(json.dumps(doc))
 
@@ -316,9 +318,22 @@ def test_secure_state_dir_closes_open_folders_at_start(tmp_path: Path) -> None:
     for d in ("state", "state/job", "state/job/quarantine"):
         (tmp_path / d).mkdir()
         os.chmod(tmp_path / d, 0o777)
+    (state / "searchd.key").write_bytes(b"k" * 32)
     secure_state_dir(state)
     for d in ("state", "state/job", "state/job/quarantine"):
         assert stat.S_IMODE((tmp_path / d).stat().st_mode) == 0o700, d
+
+
+def test_a_mistyped_state_folder_is_refused_untouched(tmp_path: Path) -> None:
+    """--state pointing at someone's folder (not empty, no searchd.key) changes nothing."""
+    home = tmp_path / "home"
+    (home / "photos").mkdir(parents=True)
+    os.chmod(home / "photos", 0o755)
+    with pytest.raises(CheckpointError, match="not a searchd state folder"):
+        secure_state_dir(home)
+    assert stat.S_IMODE((home / "photos").stat().st_mode) == 0o755
+    assert sorted(os.listdir(home)) == ["photos"]
+    secure_state_dir(tmp_path / "fresh")  # an absent or empty folder becomes one
 
 
 def test_fits_log_quarantine_and_checkpoints_are_never_followed(tmp_path: Path) -> None:
@@ -375,7 +390,7 @@ def test_the_daemon_serves_and_restarts_whatever_the_job_names(env: Env, tmp_pat
     for name in HOSTILE_NAMES[:-1]:
         with open(os.fsencode(env.jobs) + b"/" + name, "wb") as f:
             f.write(JOB.encode())
-    (env.state).mkdir()
+    load_key(env.state, create=True)  # an existing state folder
     (env.state / "clash").write_text("planted")
     (env.jobs / "clash.toml").write_text(JOB)
     (env.jobs / "key.csv").symlink_to(env.state / "searchd.key")  # made before any worker

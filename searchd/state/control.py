@@ -12,7 +12,7 @@ import math
 import time
 from pathlib import Path
 
-from searchd.state.store import atomic_write
+from searchd.state.store import atomic_write, read_private
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,11 @@ def read_operator_pause(state_dir: Path, now: float | None = None) -> float | No
     """
     path = state_dir / PAUSE_FILE
     try:
-        raw = path.read_bytes()
+        raw = read_private(path)
     except FileNotFoundError:
         return None
+    except OSError:  # a folder, a link, unreadable: the operator's wish is unclear, stay paused
+        return math.inf
     try:
         until = json.loads(raw).get("until")
         until = None if until is None else float(until)

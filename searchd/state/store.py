@@ -141,6 +141,22 @@ def make_private_dir(path: Path) -> None:
     _own_dir(path, st)
 
 
+#: what a state folder holds besides job folders (and temp files)
+STATE_FILES = frozenset({KEY_FILE, "searchd.lock", "searchd.pid", "pause.json", QUARANTINE,
+                         "published"})
+JOB_FILES = ("summary.json", "job.toml", "job.json", "job.lock")
+
+
+def _looks_like_state(folder: Path) -> bool:
+    """Empty, or holding something searchd writes (its own files, a job folder)."""
+    entries = list(os.scandir(folder))
+    return not entries or any(
+        e.name in STATE_FILES or TMP_MARK in e.name
+        or (e.is_dir(follow_symlinks=False)
+            and any(os.path.lexists(os.path.join(e.path, f)) for f in JOB_FILES))
+        for e in entries)
+
+
 def secure_state_dir(state_dir: Path) -> None:
     """At the daemon's start: the state folder and every folder in it private (0700), no
     symbolic links used as job folders.
@@ -152,6 +168,11 @@ def secure_state_dir(state_dir: Path) -> None:
     """
     try:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not os.path.lexists(state_dir / KEY_FILE) and not _looks_like_state(state_dir):
+            # A mistyped --state must not chmod someone's folders: only an empty folder
+            # or one with searchd's own files in it is a state folder.
+            raise CheckpointError(f"{state_dir}: not a searchd state folder (no {KEY_FILE}, "
+                                  "no job folders) and not empty; refusing to use it")
         _own_dir(state_dir, os.stat(state_dir))
         for entry in os.scandir(state_dir):
             if entry.is_dir(follow_symlinks=False):
