@@ -109,6 +109,7 @@ max_suspend = 0
 run_window = "* 22-23,0-6 * * *"
 ignore_load = true
 dask_scheduler = "tcp://host:8786"
+data_dirs = ["/data/a", "b"]
 """)
     s = resolve_settings(cfg, {})
     assert s == Settings(
@@ -116,7 +117,8 @@ dask_scheduler = "tcp://host:8786"
         max_candidates=7, allow_modules=("a", "b"), log_level="WARNING", scan_interval=0.5,
         max_worker_deaths=5, restart_backoff=2.0, max_load=1.0, sample_interval=0.25,
         pause_after=4, resume_after=30.0, min_free_memory=0.0, max_suspend=0.0,
-        run_window="* 22-23,0-6 * * *", ignore_load=True, dask_scheduler="tcp://host:8786")
+        run_window="* 22-23,0-6 * * *", ignore_load=True, dask_scheduler="tcp://host:8786",
+        data_dirs=(Path("/data/a"), Path("b")))
     assert {f.name for f in dataclasses.fields(Settings)} == set(load_config(cfg))
 
 
