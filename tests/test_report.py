@@ -19,7 +19,13 @@ import pytest
 from conftest import Env
 
 from searchd.report import render_report, write_report
-from searchd.report.axes import ParamAxis, build_axes, edge_warning, log_spaced
+from searchd.report.axes import (
+    ParamAxis,
+    best_per_value,
+    build_axes,
+    edge_warning,
+    log_spaced,
+)
 from searchd.report.gather import from_results
 from searchd.report.page import CSP, render
 from searchd.report.stats import corrected_ttest, split_sizes
@@ -257,6 +263,14 @@ def test_axes_and_edges() -> None:
     w = edge_warning(axis([0.01, 0.1, 1.0], log=True), 0.01)
     assert w is not None and w.extend == [0.001, 0.0001] and "Extend the grid down" in w.text()
     assert edge_warning(axis([1, 2, 3]), 2) is None
+    # a best at the edge that does no better than its neighbour: a flat parameter
+    flat = axis([10, 20, 30])
+    assert edge_warning(flat, 10, np.array([0.9, 0.9, 0.9])) is None
+    assert edge_warning(flat, 10, np.array([0.91, 0.9, 0.9])) is not None
+    mean = np.array([0.5, 0.7, 0.6, 0.9, np.nan])
+    codes = np.array([0, 0, 1, 2, 1])
+    assert best_per_value(ParamAxis("q", [1, 2, 3], True, False, codes), mean).tolist() == \
+        [0.7, 0.6, 0.9]
     assert edge_warning(ParamAxis("p", [True, False], False, False, np.arange(2)), True) is None
 
 

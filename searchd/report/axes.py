@@ -116,24 +116,39 @@ class EdgeWarning:
                 f"e.g. with {more}.")
 
 
-def edge_warning(axis: ParamAxis, best_value: Any) -> EdgeWarning | None:
+def best_per_value(axis: ParamAxis, mean: np.ndarray) -> np.ndarray:
+    """The best mean score among the candidates with each value (NaN: none scored)."""
+    out = np.full(len(axis.values), -np.inf)
+    ok = np.isfinite(mean) & (axis.codes >= 0)
+    np.maximum.at(out, axis.codes[ok], mean[ok])
+    return np.where(np.isneginf(out), np.nan, out)
+
+
+def edge_warning(axis: ParamAxis, best_value: Any,
+                 profile: np.ndarray | None = None) -> EdgeWarning | None:
     """A warning when the best value of a numeric parameter sits at an end of its grid.
 
     The proposed values continue the grid's spacing (its ratio on a log grid, its step
     otherwise), as integers for an integer parameter. Below a non-negative grid's
     smallest value they halve towards zero instead of crossing it; with nothing left to
     propose (``n_neighbors = 1``, a best of 0) there is no warning: the grid already ends
-    at the parameter's natural bound.
+    at the parameter's natural bound. With ``profile`` (:func:`best_per_value`), a best
+    value that does no better than its neighbour in the grid is no reason to extend it:
+    the parameter makes no difference there (``leaf_size`` of a k-NN, say).
     """
     if not axis.numeric or len(axis.values) < 3 or not _is_number(best_value):
         return None
     vals = axis.values
     if best_value == vals[0]:
-        side, edge, nxt = "smallest", vals[0], vals[1]
+        side, edge, nxt, inner = "smallest", vals[0], vals[1], 1
     elif best_value == vals[-1]:
-        side, edge, nxt = "largest", vals[-1], vals[-2]
+        side, edge, nxt, inner = "largest", vals[-1], vals[-2], len(vals) - 2
     else:
         return None
+    if profile is not None:
+        at_edge, beside = profile[0 if inner == 1 else -1], profile[inner]
+        if not at_edge > beside + 1e-12:  # NaN beside: unknown, so no claim either
+            return None
     integer = all(isinstance(v, int) for v in vals)
     out: list[Any] = []
     for n in range(1, EXTEND_BY + 1):

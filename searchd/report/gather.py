@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 
 from searchd.errors import NotFoundError
-from searchd.report.axes import EdgeWarning, ParamAxis, build_axes, edge_warning
+from searchd.report.axes import (
+    EdgeWarning,
+    ParamAxis,
+    best_per_value,
+    build_axes,
+    edge_warning,
+)
 from searchd.report.stats import Comparison, corrected_ttest, split_sizes
 from searchd.report.timeline import TimelinePoint, read_timeline
 from searchd.state.read import JobResults, ModelSearch, load_results
@@ -155,7 +161,8 @@ def model_view(m: ModelSearch, n_train: float, n_test: float) -> ModelView:
     if best is not None:
         for axis in axes:
             code = int(axis.codes[best])
-            w = edge_warning(axis, axis.values[code]) if code >= 0 else None
+            w = (edge_warning(axis, axis.values[code], best_per_value(axis, mean))
+                 if code >= 0 else None)
             if w is not None:
                 view.edges.append(w)
     return view

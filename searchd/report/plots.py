@@ -298,7 +298,7 @@ def fit_time(m: ModelView, uid: str) -> str:
     front = frontier_indices(m.fit_time, m.mean)
     pts = sample(m, front)
     shown = "" if pts.size >= m.evaluated.size else \
-        f" ({pts.size:,} of {m.evaluated.size:,} candidates)"
+        f" ({pts.size:,} of {m.evaluated.size:,} shown)"
 
     def draw(fig: Figure) -> None:
         ax = fig.add_subplot()
