@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +48,9 @@ class Settings:
     max_load: float = 0.25
     #: seconds between two load samples
     sample_interval: float = 1.0
-    #: consecutive busy samples before pausing
-    pause_after: int = 2
+    #: busy samples in a row before pausing (an integer), or a grace period: seconds of
+    #: busy samples, written as a duration ("10s", "1m")
+    pause_after: int | str = 2
     #: seconds of quiet before resuming
     resume_after: float = 20.0
     #: pause while available memory is below this fraction of RAM
@@ -59,6 +61,15 @@ class Settings:
     run_window: str | None = None
     #: never pause for load (dedicated machines, CI)
     ignore_load: bool = False
+    # --- workstation etiquette (these apply with ignore_load too) ---
+    #: "pause" while the machine runs on battery, or "ignore"
+    on_battery: str = "pause"
+    #: pause while a CPU temperature sensor reads above this many °C (0 = off)
+    max_temperature: float = 0.0
+    #: pause while a process with one of these names runs (e.g. "zoom", "steam")
+    exclusive_apps: tuple[str, ...] = ()
+    #: pause while the keyboard or mouse was used within this many seconds (0 = off)
+    pause_while_user_active: float = 0.0
     #: Dask scheduler address, e.g. tcp://host:8786 (None = local joblib)
     dask_scheduler: str | None = None
 
@@ -69,9 +80,57 @@ class Settings:
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+
+
+def parse_seconds(text: str) -> float | None:
+    """'90s', '5m', '1h30m', '1d' → seconds; None when ``text`` is not such a duration."""
+    compact = re.sub(r"\s", "", text.lower())
+    parts = _DURATION.findall(compact)
+    if not parts or "".join(f"{n}{u}" for n, u in parts) != compact:
+        return None
+    return sum(float(n) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[u] for n, u in parts)
+
+
+def _coerce_etiquette(key: str, value: Any, source: str) -> Any:
+    """The workstation-etiquette settings and ``pause_after``, which take durations."""
+    if key == "pause_after":
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)  # a count from the command line
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and parse_seconds(value) is not None:
+            return value.strip()
+        raise SettingsError(f"{source}: {key}: expected a number of samples or a duration "
+                            f"like \"10s\", got {value!r}")
+    if key == "on_battery":
+        if value not in ("pause", "ignore"):
+            raise SettingsError(f"{source}: {key}: expected \"pause\" or \"ignore\", "
+                                f"got {value!r}")
+        return value
+    if key == "exclusive_apps":
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, str) and v and "/" not in v for v in value):
+            raise SettingsError(f"{source}: {key}: expected a list of program names, "
+                                f"got {value!r}")
+        return tuple(value)
+    # pause_while_user_active: seconds, or a duration string ("5m")
+    seconds = parse_seconds(value) if isinstance(value, str) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or \
+            math.isnan(seconds) or seconds < 0:
+        raise SettingsError(f"{source}: {key}: expected a duration like \"5m\" or 0 (off), "
+                            f"got {value!r}")
+    return float(seconds)
+
+
+_ETIQUETTE = ("pause_after", "on_battery", "exclusive_apps", "pause_while_user_active")
+
+
 def _coerce(key: str, value: Any, source: str) -> Any:
     """Check one setting's type and convert it; errors name the key and the source."""
     default = _FIELDS[key].default
+    if key in _ETIQUETTE:
+        return _coerce_etiquette(key, value, source)
     if key in ("state_dir", "jobs_dir"):
         if not isinstance(value, (str, Path)):
             raise SettingsError(f"{source}: {key}: expected a path, got {value!r}")
@@ -123,8 +182,11 @@ def _check_ranges(s: Settings, source: str) -> None:
     if not 0 <= s.min_free_memory < 1:
         raise SettingsError(
             f"{source}: min_free_memory: expected a fraction in [0, 1), got {s.min_free_memory}")
-    if s.pause_after < 1:
+    if isinstance(s.pause_after, int) and s.pause_after < 1:
         raise SettingsError(f"{source}: pause_after: expected at least 1, got {s.pause_after}")
+    if s.max_temperature and not 30 <= s.max_temperature <= 150:
+        raise SettingsError(f"{source}: max_temperature: expected 0 (off) or °C in [30, 150], "
+                            f"got {s.max_temperature:g}")
     if s.max_candidates < 1:
         raise SettingsError(f"{source}: max_candidates: expected at least 1, got "
                             f"{s.max_candidates}")
@@ -186,4 +248,4 @@ def resolve_settings(config: str | Path | None, flags: dict[str, Any]) -> Settin
     return settings_from(given, "command line", settings)
 
 
-__all__ = ["Settings", "load_config", "resolve_settings", "settings_from"]
+__all__ = ["Settings", "load_config", "parse_seconds", "resolve_settings", "settings_from"]
