@@ -110,6 +110,10 @@ run_window = "* 22-23,0-6 * * *"
 ignore_load = true
 dask_scheduler = "tcp://host:8786"
 data_dirs = ["/data/a", "b"]
+on_battery = "ignore"
+max_temperature = 85
+exclusive_apps = ["zoom", "steam"]
+pause_while_user_active = "5m"
 """)
     s = resolve_settings(cfg, {})
     assert s == Settings(
@@ -118,7 +122,8 @@ data_dirs = ["/data/a", "b"]
         max_worker_deaths=5, restart_backoff=2.0, max_load=1.0, sample_interval=0.25,
         pause_after=4, resume_after=30.0, min_free_memory=0.0, max_suspend=0.0,
         run_window="* 22-23,0-6 * * *", ignore_load=True, dask_scheduler="tcp://host:8786",
-        data_dirs=(Path("/data/a"), Path("b")))
+        data_dirs=(Path("/data/a"), Path("b")), on_battery="ignore", max_temperature=85.0,
+        exclusive_apps=("zoom", "steam"), pause_while_user_active=300.0)
     assert {f.name for f in dataclasses.fields(Settings)} == set(load_config(cfg))
 
 

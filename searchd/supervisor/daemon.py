@@ -34,6 +34,7 @@ from searchd.supervisor.pausing import Pausing
 from searchd.supervisor.proctree import ProcessControl, TreeControl
 from searchd.supervisor.reload import reloaded
 from searchd.supervisor.seams import Clock, Launcher, Sampler, SystemClock, Worker
+from searchd.supervisor.sensors import Sensors
 from searchd.supervisor.status import status_line
 from searchd.supervisor.stopping import WarmStop
 from searchd.worker.dask_runner import missing_extra
@@ -47,7 +48,7 @@ class Daemon:
                  reload: Callable[[], Settings] | None = None, *,
                  clock: Clock | None = None, launcher: Launcher = WorkerProc,
                  control: ProcessControl | None = None,
-                 notifier: Notifier | None = None) -> None:
+                 notifier: Notifier | None = None, sensors: Sensors | None = None) -> None:
         self.settings = settings
         #: re-reads the config file (and re-applies the flags) on SIGHUP
         self._reload = reload
@@ -60,7 +61,8 @@ class Daemon:
         self.worker: Worker | None = None
         # workers must not ping systemd
         self.notifier = notifier or Notifier(unset_environment=True)
-        self.pausing = Pausing(settings, sampler or LoadSampler(), self.control, self.clock)
+        self.pausing = Pausing(settings, sampler or LoadSampler(), self.control, self.clock,
+                               sensors)
         self.not_before: dict[str, float] = {}
         self.stop_signals = 0
         self.reload_requested = False
@@ -335,7 +337,8 @@ class Daemon:
 
     def status_line(self) -> str:
         running = self.records[self.worker.job_id] if self.worker is not None else None
-        return status_line(running, self.records.values(), self.pausing.reason)
+        return status_line(running, self.records.values(), self.pausing.reason,
+                           self.pausing.status_note)
 
     def _notify(self, now: float) -> None:
         self.notifier.status(self.status_line())

@@ -12,13 +12,16 @@ from typing import Any
 from apscheduler.triggers.cron import CronTrigger
 
 from searchd.errors import SettingsError
-from searchd.settings import Settings
+from searchd.settings import Settings, parse_seconds
 from searchd.supervisor.load import LoadSample
+from searchd.supervisor.sensors import Sensed
 
 log = logging.getLogger(__name__)
 
 #: after a busy sample, the next one comes this fraction of ``sample_interval`` later
 CONFIRM_FRACTION = 0.25
+#: a heat pause lifts once every sensor is this many °C below ``max_temperature``
+COOL_MARGIN = 5.0
 
 
 @dataclass(frozen=True)
@@ -29,12 +32,15 @@ class Decision:
 
 
 class _Hysteresis:
-    """Trips after ``pause_after`` bad samples in a row; clears after ``resume_after``
-    seconds of good samples, counted from the first good one (a bad one restarts it)."""
+    """Trips after ``pause_after`` bad samples in a row, or once bad samples have lasted
+    ``grace`` seconds when that is given; clears after ``resume_after`` seconds of good
+    samples, counted from the first good one (a bad one restarts it)."""
 
-    def __init__(self, pause_after: int, resume_after: float) -> None:
+    def __init__(self, pause_after: int, resume_after: float,
+                 grace: float | None = None) -> None:
         self.pause_after = pause_after
         self.resume_after = resume_after
+        self.grace = grace
         self.tripped = False
         self.bad_since: float | None = None
         self.good_since: float | None = None
@@ -46,7 +52,9 @@ class _Hysteresis:
                 self.bad_since, self._bad_count = at, 0
             self._bad_count += 1
             self.good_since = None
-            self.tripped = self.tripped or self._bad_count >= self.pause_after
+            due = (self._bad_count >= self.pause_after if self.grace is None
+                   else at - self.bad_since >= self.grace)
+            self.tripped = self.tripped or due
         else:
             self.bad_since, self._bad_count = None, 0
             if self.tripped:
@@ -77,47 +85,79 @@ def _limit(x: float) -> str:
     return f"{round(x * 100, 1):g}%"
 
 
+def _grace(pause_after: int | str) -> tuple[int, float | None]:
+    """``pause_after`` as (samples, None) or, for a duration such as "10s", (1, seconds)."""
+    if isinstance(pause_after, int):
+        return pause_after, None
+    seconds = parse_seconds(pause_after)
+    if seconds is None:
+        raise SettingsError(f"pause_after: expected a count or a duration, got {pause_after!r}")
+    return 1, seconds
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g}m" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:.0f}s"
+
+
 def _when(t: datetime, now: datetime) -> str:
     """HH:MM within the next day, else the date too."""
     return t.strftime("%H:%M" if t - now < timedelta(days=1) else "%Y-%m-%d %H:%M")
 
 
 class IdleGate:
-    """Decides from load samples whether the search may run; pure logic, no I/O.
+    """Decides from load samples and sensor readings whether the search may run; pure
+    logic, no I/O.
 
-    Reasons are checked in priority order: operator pause, run window, memory, load.
-    Load pauses after ``pause_after`` busy samples in a row. Memory pauses on the first low
-    sample (running out of memory is worse than losing a second of work). Both resume only
-    after ``resume_after`` seconds of good samples, so a value hovering at the threshold does
-    not flap. ``tz`` is the zone of the run window and of times in reasons (None = local).
+    Reasons are checked in priority order: operator pause, run window, battery, exclusive
+    programs, the user at the keyboard, heat, memory, load; ``ignore_load`` turns off the
+    last one only. Load and heat pause after ``pause_after`` bad samples in a row (or once
+    bad samples have lasted ``pause_after`` when it is a duration: a grace period). Memory,
+    battery and exclusive programs pause on the first bad sample. Load, heat, memory and
+    exclusive programs resume only after ``resume_after`` seconds of good samples, so a value
+    hovering at the threshold does not flap; battery resumes on AC at once, the user rule
+    once the input is ``pause_while_user_active`` old. ``tz`` is the zone of the run window
+    and of times in reasons (None = local).
     """
 
     #: the settings it is made from: a reload that changes one makes a new gate
     SETTINGS = frozenset({"max_load", "pause_after", "resume_after", "min_free_memory",
-                          "ignore_load", "run_window"})
+                          "ignore_load", "run_window", "on_battery", "max_temperature",
+                          "exclusive_apps", "pause_while_user_active"})
 
     def __init__(self, *, max_load: float = Settings.max_load,
-                 pause_after: int = Settings.pause_after,
+                 pause_after: int | str = Settings.pause_after,
                  resume_after: float = Settings.resume_after,
                  min_free_memory: float = Settings.min_free_memory,
                  ignore_load: bool = Settings.ignore_load,
                  run_window: str | None = Settings.run_window,
+                 on_battery: str = Settings.on_battery,
+                 max_temperature: float = Settings.max_temperature,
+                 pause_while_user_active: float = Settings.pause_while_user_active,
                  tz: tzinfo | None = None) -> None:
         self.max_load = max_load
         self.min_free_memory = min_free_memory
         self.ignore_load = ignore_load
         self.run_window = run_window
+        self.pause_on_battery = on_battery == "pause"
+        self.max_temperature = max_temperature
+        self.pause_while_user_active = pause_while_user_active
         self._tz = tz
         self._trigger = _parse_window(run_window, tz)
-        self._load = _Hysteresis(pause_after, resume_after)
+        count, grace = _grace(pause_after)
+        self._load = _Hysteresis(count, resume_after, grace)
         self._memory = _Hysteresis(1, resume_after)
+        self._heat = _Hysteresis(count, resume_after, grace)
+        self._apps = _Hysteresis(1, resume_after)
+        self._apps_seen: frozenset[str] = frozenset()
         self._paused_since: float | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, tz: tzinfo | None = None) -> IdleGate:
         return cls(max_load=settings.max_load, pause_after=settings.pause_after,
                    resume_after=settings.resume_after, min_free_memory=settings.min_free_memory,
-                   ignore_load=settings.ignore_load, run_window=settings.run_window, tz=tz)
+                   ignore_load=settings.ignore_load, run_window=settings.run_window,
+                   on_battery=settings.on_battery, max_temperature=settings.max_temperature,
+                   pause_while_user_active=settings.pause_while_user_active, tz=tz)
 
     @property
     def paused_since(self) -> float | None:
@@ -133,23 +173,31 @@ class IdleGate:
         confirming ones need not wait a whole interval each, so a pause lands within about
         1.5 s of the load starting rather than 2-2.5 s.
         """
-        return not self.ignore_load and self._load.pending
+        # A grace period in seconds is timed by the samples' own clock: no early ones.
+        return not self.ignore_load and self._load.grace is None and self._load.pending
 
-    def update(self, sample: LoadSample, *, operator_paused_until: float | None = None,
+    def update(self, sample: LoadSample, *, sensed: Sensed | None = None,
+               operator_paused_until: float | None = None,
                now_wall: datetime | None = None) -> Decision:
-        """Feed one sample; ``operator_paused_until`` is an epoch or ``math.inf``.
+        """Feed one sample and the sensors' reading taken with it (None: nothing sensed);
+        ``operator_paused_until`` is an epoch or ``math.inf``.
 
         ``now_wall`` is needed only for the operator pause and the run window; when it is
         not given those two rules read the current time.
         """
+        sensed = sensed or Sensed()
         # Every rule sees every sample, so its hysteresis is right when a higher one lifts.
         load = None if self.ignore_load else self._load_reason(sample)
         memory = self._memory_reason(sample)
+        heat = self._heat_reason(sensed, sample.at)
+        apps = self._apps_reason(sensed, sample.at)
         reason: str | None = None
         if operator_paused_until is not None or self._trigger is not None:
             now = (datetime.now(self._tz) if now_wall is None else now_wall).astimezone(self._tz)
             reason = self._operator_reason(operator_paused_until, now) or self._window_reason(now)
-        reason = reason or memory or load
+        battery = "on battery" if self.pause_on_battery and sensed.on_battery else None
+        reason = (reason or battery or apps or self._user_reason(sensed) or heat or memory
+                  or load)
         if reason is None:
             if self._paused_since is not None:
                 log.debug("idle gate: resuming after %.0fs", sample.at - self._paused_since)
@@ -174,6 +222,42 @@ class IdleGate:
         text = (f"low memory: {_pct(s.free_memory)} free {'<' if low else '>='} "
                 f"{_limit(self.min_free_memory)}")
         return text if low else f"{text} {self._memory.elapsed(s.at)}"
+
+    def _heat_reason(self, s: Sensed, at: float) -> str | None:
+        if not self.max_temperature or not s.temperatures:
+            if self._heat.tripped and not s.temperatures:  # sensors gone: nothing to wait for
+                self._heat = _Hysteresis(self._heat.pause_after, self._heat.resume_after,
+                                         self._heat.grace)
+            return None
+        label, hottest = max(s.temperatures.items(), key=lambda kv: kv[1])
+        # tripped, it stays bad until every sensor is COOL_MARGIN below the limit
+        limit = self.max_temperature - (COOL_MARGIN if self._heat.tripped else 0.0)
+        hot = hottest > limit
+        if not self._heat.update(hot, at):
+            return None
+        cool = self.max_temperature - COOL_MARGIN
+        if hottest > self.max_temperature:
+            return (f"hot: {label} {hottest:.0f}°C > {self.max_temperature:g}°C "
+                    f"{self._heat.elapsed(at)}")
+        if hot:
+            return f"cooling: {label} {hottest:.0f}°C, resumes below {cool:g}°C"
+        return f"cooling: {hottest:.0f}°C <= {cool:g}°C {self._heat.elapsed(at)}"
+
+    def _apps_reason(self, s: Sensed, at: float) -> str | None:
+        if s.apps:
+            self._apps_seen = s.apps
+        if not self._apps.update(bool(s.apps), at):
+            return None
+        names = ", ".join(sorted(self._apps_seen))
+        if s.apps:
+            return f"exclusive app running: {names}"
+        return f"exclusive app {names} exited {self._apps.elapsed(at)}"
+
+    def _user_reason(self, s: Sensed) -> str | None:
+        limit = self.pause_while_user_active
+        if not limit or s.user_idle is None or s.user_idle >= limit:
+            return None
+        return f"user active {s.user_idle:.0f}s ago < {_duration(limit)} ({s.idle_source})"
 
     def _operator_reason(self, until: float | None, now: datetime) -> str | None:
         if until is None:

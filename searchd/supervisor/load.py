@@ -46,20 +46,24 @@ def _busy_seconds(t: Any) -> float:
     return float(total - t.idle - getattr(t, "iowait", 0.0))
 
 
-def _forks_since_boot() -> int | None:
+def forks_since_boot(stat: str | os.PathLike[str] = "/proc/stat") -> int | None:
     """How many processes and threads the kernel has created since boot; None if unknown.
 
     Linux counts them in /proc/stat. While the count stands still nothing can have joined
-    searchd's tree, so the tree need not be listed again.
+    searchd's tree (nor started anywhere), so the tree need not be listed again.
     """
     try:
-        with open("/proc/stat", "rb") as f:
+        with open(stat, "rb") as f:
             for line in f:
                 if line.startswith(b"processes "):
                     return int(line.split()[1])
     except (OSError, ValueError, IndexError) as e:
         log.debug("no fork count in /proc/stat (%s); listing the own tree at every sample", e)
     return None
+
+
+def _forks_since_boot() -> int | None:
+    return forks_since_boot()
 
 
 def _own_tree(root_pid: int) -> list[psutil.Process]:
@@ -180,4 +184,4 @@ class LoadSampler:
         return LoadSample(at=at, other_load=other, free_memory=free)
 
 
-__all__ = ["LoadSample", "LoadSampler"]
+__all__ = ["LoadSample", "LoadSampler", "forks_since_boot"]

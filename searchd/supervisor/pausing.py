@@ -1,6 +1,6 @@
-"""The idle gate's decisions carried out: sample the load, ask the gate (with the operator's
-pause file and the run window), suspend or resume the worker's tree, and let a worker that
-stayed suspended too long go (``max_suspend``) to free its memory."""
+"""The idle gate's decisions carried out: sample the load and the sensors, ask the gate (with
+the operator's pause file and the run window), suspend or resume the worker's tree, and let a
+worker that stayed suspended too long go (``max_suspend``) to free its memory."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from searchd.supervisor.gate import CONFIRM_FRACTION, IdleGate
 from searchd.supervisor.load import LoadSample
 from searchd.supervisor.proctree import ProcessControl
 from searchd.supervisor.seams import Clock, Sampler, Worker
+from searchd.supervisor.sensors import Sensors, SystemSensors
 
 log = logging.getLogger("searchd")
 
@@ -24,9 +25,13 @@ class Pausing:
     """Owns the gate, the worker tree's suspension and the current pause reason."""
 
     def __init__(self, settings: Settings, sampler: Sampler, control: ProcessControl,
-                 clock: Clock) -> None:
+                 clock: Clock, sensors: Sensors | None = None) -> None:
         self.gate = IdleGate.from_settings(settings)
         self.sampler = sampler
+        self.sensors = sensors or SystemSensors()
+        #: where keyboard and mouse activity is read from ("logind", ...; empty: nowhere),
+        #: once ``pause_while_user_active`` is on and a reading was taken (else None)
+        self.idle_sources: tuple[str, ...] | None = None
         self.control = control
         self.clock = clock
         #: monotonic time the worker's tree was suspended; None while it runs
@@ -48,10 +53,12 @@ class Pausing:
         self.last_sample_at = now
         got = self.sampler.sample()
         sample = LoadSample(at=now, other_load=got.other_load, free_memory=got.free_memory)
+        sensed = self.sensors.read(now, settings)
+        self._note_idle_sources(sensed.idle_sources, settings)
         wall = self.clock.time()
         decision = self.gate.update(
-            sample, operator_paused_until=control.read_operator_pause(settings.state_dir,
-                                                                      now=wall),
+            sample, sensed=sensed,
+            operator_paused_until=control.read_operator_pause(settings.state_dir, now=wall),
             now_wall=datetime.fromtimestamp(wall, UTC))
         reason = None if decision.run else (decision.reason or "paused")
         # reasons carry running figures ("for 4s"): log the pause and the resume, not each sample
@@ -61,6 +68,29 @@ class Pausing:
             log.info("resuming (was %s)", self.reason)
         self.reason = reason
         return reason
+
+    @property
+    def status_note(self) -> str | None:
+        """What ``status`` adds about the sensors: a user rule with nothing to read."""
+        if self.idle_sources == ():
+            return "pause_while_user_active: no source of keyboard/mouse activity"
+        return None
+
+    def _note_idle_sources(self, sources: tuple[str, ...], settings: Settings) -> None:
+        """Log which sources the user rule reads, once, and again when they change."""
+        if not settings.pause_while_user_active:
+            self.idle_sources = None
+            return
+        if sources == self.idle_sources:
+            return
+        if not sources:
+            log.warning("pause_while_user_active: no source of keyboard/mouse activity "
+                        "(logind has no idle hint, no PS/2 input interrupts); the rule "
+                        "cannot pause anything")
+        else:
+            log.info("pause_while_user_active: keyboard/mouse activity from %s",
+                     ", ".join(sources))
+        self.idle_sources = sources
 
     def carry_out(self, now: float, w: Worker, rec: JobRecord, max_suspend: float) -> bool:
         """Suspend or resume ``w``'s tree as the last decision says; True when it stayed

@@ -8,7 +8,14 @@ from searchd.state.records import ACTIVE, JobRecord
 
 
 def status_line(running: JobRecord | None, records: Iterable[JobRecord],
-                pause_reason: str | None) -> str:
+                pause_reason: str | None, note: str | None = None) -> str:
+    """The line; ``note`` (e.g. a pause rule with no sensor to read) is appended to it."""
+    line = _line(running, records, pause_reason)
+    return f"{line} ({note})" if note else line
+
+
+def _line(running: JobRecord | None, records: Iterable[JobRecord],
+          pause_reason: str | None) -> str:
     if running is not None:
         if pause_reason:
             return f"paused {running.id}: {pause_reason}"
