@@ -26,7 +26,7 @@ from searchd.report.axes import (
     edge_warning,
     log_spaced,
 )
-from searchd.report.gather import from_results
+from searchd.report.gather import from_results, refit_scorer, scorer_suffix
 from searchd.report.page import CSP, render
 from searchd.report.stats import corrected_ttest, split_sizes
 from searchd.report.timeline import TIMELINE, TimelinePoint, append_timeline, read_timeline, thin
@@ -140,8 +140,8 @@ def test_the_page_shows_the_job_and_every_model_type(demo: Env, page: str) -> No
 
 def test_a_best_value_at_the_edge_of_its_grid_is_flagged(page: str) -> None:
     # svc's C = 0.01 .. 10 in 4 log steps; the best is 10: extend by x10
-    assert ("The best C = 10.0 is the largest value searched: the optimum may lie beyond "
-            "it. Extend the grid up, e.g. with 100.0, 1000.0.") in page
+    assert ("The best C = 10 is the largest value searched: the optimum may lie beyond "
+            "it. Extend the grid up, e.g. with 100, 1000.") in page
     assert "The best n_neighbors" not in page and "The best max_depth" not in page
 
 
@@ -303,6 +303,29 @@ def test_the_plots_stay_small_however_many_candidates() -> None:
     # scatter points are capped, profiles have a point per value: the page hardly grows
     assert big.count("<use ") < small.count("<use ") * 3
     assert len(big.encode()) < 2 * len(small.encode()) and len(big.encode()) < 500_000
+
+
+def test_the_refit_scorer_ranks_a_job_with_several(tmp_path: Path) -> None:
+    assert refit_scorer(tmp_path) is None  # no frozen job file: guess
+    (tmp_path / "job.toml").write_text('[search]\nscoring = ["accuracy", "f1_macro"]\n'
+                                       'refit = "f1_macro"\n')
+    assert refit_scorer(tmp_path) == "f1_macro"
+    (tmp_path / "job.toml").write_text('[search]\nscoring = "accuracy"\n')
+    assert refit_scorer(tmp_path) == "score"
+    two = _synthetic(40)
+    cv = dict(two["m"].cv_results_)
+    for k in [k for k in cv if k.endswith("_test_score")]:
+        cv[k.replace("_score", "_accuracy")] = cv[k]
+        cv[k.replace("_score", "_f1_macro")] = cv.pop(k)[::-1]
+    running = ModelSearch(**{**two["m"].__dict__, "cv_results_": cv, "best_index_": None,
+                             "best_score_": None, "state": "pending"})
+    assert scorer_suffix(running, "f1_macro") == "f1_macro"
+    assert scorer_suffix(running) == "accuracy"  # nothing to tell them apart: the first
+    rec = JobRecord(id="big", state=JobState.RUNNING,
+                    models={"m": {"state": "running", "fits_done": 10}})
+    html = render(from_results(rec, JobResults("big", {"m": running}, two.splits), [],
+                               refit="f1_macro"))
+    assert "Best CV f1_macro" in html and "running · " in html
 
 
 def test_searchd_report_writes_the_file_and_says_so(demo: Env, tmp_path: Path) -> None:

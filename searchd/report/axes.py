@@ -39,7 +39,9 @@ class ParamAxis:
 
 
 def value_text(v: Any, limit: int = 40) -> str:
-    """A parameter value as a short label."""
+    """A parameter value as a short label (floats to 6 significant digits)."""
+    if isinstance(v, float):
+        return f"{v:.6g}"
     text = json.dumps(v, sort_keys=True, default=str) if not isinstance(v, str) else v
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

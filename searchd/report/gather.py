@@ -6,7 +6,10 @@ Only the public read API is used, so the checkpoint's internals can change under
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,10 @@ from searchd.report.stats import Comparison, corrected_ttest, split_sizes
 from searchd.report.timeline import TimelinePoint, read_timeline
 from searchd.state.read import JobResults, ModelSearch, load_results
 from searchd.state.records import JobRecord, read_summary
+from searchd.state.results import DONE
+from searchd.state.store import read_private
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,15 +104,37 @@ def gather(state_dir: Path, job_id: str) -> JobView:
         results = load_results(job_id, state_dir, with_estimators=False)
     except NotFoundError as e:  # queued, or no checkpoint flushed yet
         results, note = None, str(e)
-    return from_results(rec, results, read_timeline(state_dir / job_id), note)
+    return from_results(rec, results, read_timeline(state_dir / job_id), note,
+                        refit_scorer(state_dir / job_id))
+
+
+def refit_scorer(job_dir: Path) -> str | None:
+    """The scorer that picks the best, from the frozen job file: ``search.refit`` when the
+    job has several scorers; None when it cannot tell (then :func:`scorer_suffix` guesses)."""
+    for name, parse in (("job.toml", tomllib.loads), ("job.json", json.loads)):
+        try:
+            doc = parse(read_private(job_dir / name).decode())
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, UnicodeDecodeError) as e:  # damaged: guess instead
+            log.warning("%s: %s unreadable (%s); guessing the refit scorer", job_dir, name, e)
+            return None
+        search = doc.get("search") if isinstance(doc, dict) else None
+        if not isinstance(search, dict) or not isinstance(search.get("scoring"), list):
+            return "score"
+        refit = search.get("refit")
+        return refit if isinstance(refit, str) else None
+    return None
 
 
 def from_results(rec: JobRecord, results: JobResults | None,
-                 timeline: list[TimelinePoint], note: str | None = None) -> JobView:
+                 timeline: list[TimelinePoint], note: str | None = None,
+                 refit: str | None = None) -> JobView:
     if results is None:
         return JobView(rec, [], 0.0, 0.0, timeline, note or "no results yet")
     n_train, n_test = split_sizes(results.splits)
-    models = [model_view(m, n_train, n_test) for m in results.models.values()]
+    models = [model_view(m, n_train, n_test, refit, rec.models.get(m.name, {}).get("state"))
+              for m in results.models.values()]
     view = JobView(rec, models, n_train, n_test, timeline, note)
     leader = view.leader
     if leader is not None and leader.best is not None:
@@ -118,13 +147,15 @@ def from_results(rec: JobRecord, results: JobResults | None,
     return view
 
 
-def scorer_suffix(m: ModelSearch) -> str:
-    """The scorer the search ranks by: the only one, or the one whose mean is the best
-    score at the best index (several scorers, ``refit = <name>``)."""
+def scorer_suffix(m: ModelSearch, refit: str | None = None) -> str:
+    """The scorer the search ranks by: the only one, the job's ``refit``, or else the one
+    whose mean is the best score at the best index."""
     cv = m.cv_results_
     suffixes = sorted(k[len("mean_test_"):] for k in cv if k.startswith("mean_test_"))
     if not suffixes or "score" in suffixes:
         return "score"
+    if refit in suffixes:
+        return refit
     if m.best_index_ is not None and m.best_score_ is not None:
         for s in suffixes:
             if float(cv[f"mean_test_{s}"][m.best_index_]) == m.best_score_:
@@ -132,9 +163,12 @@ def scorer_suffix(m: ModelSearch) -> str:
     return suffixes[0]
 
 
-def model_view(m: ModelSearch, n_train: float, n_test: float) -> ModelView:
+def model_view(m: ModelSearch, n_train: float, n_test: float, refit: str | None = None,
+               state: str | None = None) -> ModelView:
+    """One type's view; ``state`` is the daemon's word for it (summary.json), fresher than
+    the checkpoint's while the type runs."""
     cv = m.cv_results_
-    s = scorer_suffix(m)
+    s = scorer_suffix(m, refit)
     params = list(cv.get("params", []))
     n = len(params)
 
@@ -153,7 +187,8 @@ def model_view(m: ModelSearch, n_train: float, n_test: float) -> ModelView:
         best = int(np.nanargmax(mean))
     axes = build_axes(params)
     view = ModelView(
-        name=m.name, state=m.state, scorer=s, params=params, mean=mean,
+        name=m.name, state=state if isinstance(state, str) and m.state != DONE else m.state,
+        scorer=s, params=params, mean=mean,
         std=col(f"std_test_{s}"), folds=folds,
         rank=np.asarray(cv.get(f"rank_test_{s}", np.zeros(n)), dtype=np.int64),
         fit_time=col("mean_fit_time"), axes=axes, best=best, test_score=m.test_score_,

@@ -71,7 +71,7 @@ def _margins(fig: Figure, ylabel_chars: int = 6, rotated_chars: int = 0,
     """Fixed margins in inches, from the longest tick labels: matplotlib's layout engines
     measure every text and cost about half of the drawing time."""
     w, h = fig.get_size_inches()
-    left = 0.45 + 0.065 * max(ylabel_chars, 4)
+    left = 0.45 + 0.075 * max(ylabel_chars, 4)
     bottom = 0.5 + (0.045 * min(rotated_chars, 40) if rotated_chars else 0.0)
     fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=min(bottom / h, 0.5),
                         top=1 - 0.12 / h)
@@ -302,15 +302,16 @@ def fit_time(m: ModelView, uid: str) -> str:
 
     def draw(fig: Figure) -> None:
         ax = fig.add_subplot()
-        ax.plot(m.fit_time[pts], m.mean[pts], marker="o", ms=3, ls="none", color=LINE,
-                alpha=0.5, label=f"candidates{shown}")
+        ax.plot(m.fit_time[pts], m.mean[pts], marker="o", ms=3.5, ls="none", color=LINE,
+                alpha=0.6, label=f"candidates{shown}")
         if front.size:
             ax.step(m.fit_time[front], m.mean[front], where="post", color="#2ca02c",
                     lw=1.2, label="frontier: nothing faster scores better")
         if m.best is not None:
             ax.plot([m.fit_time[m.best]], [m.mean[m.best]], marker="*", ms=11,
                     color=BEST, ls="none", label="best candidate")
-        t = m.fit_time[np.isfinite(m.fit_time) & (m.fit_time > 0)]
+        t = m.fit_time[pts]  # what is drawn: a log axis over it then has a labelled tick
+        t = t[np.isfinite(t) & (t > 0)]
         if t.size and t.max() / t.min() > 10:
             _log_x(ax)
         ax.set_xlabel("mean fit time (s)")
