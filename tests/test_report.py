@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from conftest import Env
 
-from searchd.report import render_report, write_report
+from searchd.report import REPORT, refresh_report, render_report, write_report
 from searchd.report.axes import (
     ParamAxis,
     best_per_value,
@@ -343,6 +343,16 @@ def test_searchd_report_writes_the_file_and_says_so(demo: Env, tmp_path: Path) -
     assert missing.returncode == 6 and missing.stdout == ""
     assert missing.stderr.startswith("searchd: error: no job 'nope'")
     assert missing.stderr.count("\n") == 1 and not (tmp_path / "x.html").exists()
+
+
+def test_the_daemon_s_copy_is_private_and_its_failures_are_logged(demo: Env,
+                                                                  tmp_path: Path) -> None:
+    assert refresh_report(demo.state, JOB)
+    path = demo.state / JOB / REPORT
+    assert path.stat().st_mode & 0o777 == 0o600  # like everything in state/
+    assert path.read_text() == render_report(demo.state, JOB)
+    assert not refresh_report(demo.state, "nope")  # no such job: logged, not raised
+    assert not refresh_report(tmp_path / "nowhere", JOB)
 
 
 def test_the_supervisor_never_imports_matplotlib() -> None:

@@ -8,9 +8,17 @@ the supervisor may import :mod:`searchd.report.timeline` without matplotlib or n
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-__all__ = ["render_report", "write_report"]
+from searchd.errors import SearchdError
+
+__all__ = ["REPORT", "refresh_report", "render_report", "write_report"]
+
+log = logging.getLogger(__name__)
+
+#: the report the daemon keeps in each job's folder
+REPORT = "report.html"
 
 
 def render_report(state_dir: Path, job_id: str) -> str:
@@ -31,3 +39,19 @@ def write_report(state_dir: Path, job_id: str, out: Path) -> int:
     private = out.resolve().is_relative_to(Path(state_dir).resolve())
     atomic_write(out, data, durable=False, mode=0o600 if private else 0o644)
     return len(data)
+
+
+def refresh_report(state_dir: Path, job_id: str) -> bool:
+    """Rewrite ``state/<job>/report.html``; False, and a log line, if that failed.
+
+    For the worker, after a results flush (outside the checkpoint lock): a report that
+    cannot be made or written must never stop the job.
+    """
+    out = Path(state_dir) / job_id / REPORT
+    try:
+        size = write_report(state_dir, job_id, out)
+    except (SearchdError, OSError, ValueError) as e:  # no results yet, a full disk, bad data
+        log.warning("%s: report not written (%s)", job_id, e)
+        return False
+    log.debug("%s: report written (%d bytes)", job_id, size)
+    return True
