@@ -28,9 +28,19 @@ class Settings:
     #: worker processes per job (joblib's n_jobs); a job's own n_jobs may ask for fewer
     n_jobs: int = -1
     #: seconds between two checkpoint flushes while results arrive
-    checkpoint_interval: float = 5.0
+    checkpoint_interval: float = 1.0
     #: a job whose grids expand past this many candidates (per job) is rejected
     max_candidates: int = 100_000
+    #: a job asking for more fits than this (candidates × folds) is rejected
+    max_fits: int = 1_000_000
+    #: the most bytes a job's data may take: a csv: file on disk, and the arrays once
+    #: loaded (X, y and the CV splits' row indices), checked before anything is read
+    max_data_bytes: int = 100 * 2**20
+    #: a job that has run this long (paused time excluded) yields the slot to a queued
+    #: job: it is stopped warmly and requeued behind the others (0 = never)
+    max_job_seconds: float = 0.0
+    #: job-file priorities are clipped to [-max_priority, max_priority]
+    max_priority: int = 100
     #: extra top-level modules whose estimators job files may name (besides scikit-learn)
     allow_modules: tuple[str, ...] = ()
     #: folders ``csv:``/``npz:`` data may be read from, besides the jobs folder (never
@@ -43,6 +53,13 @@ class Settings:
     max_worker_deaths: int = 3
     #: base of the exponential backoff between worker restarts, seconds
     restart_backoff: float = 1.0
+    #: MiB of address space a job may take, shared evenly by its worker and pool processes
+    #: (each gets its share as RLIMIT_AS, so a runaway allocation fails as MemoryError and
+    #: is recorded as that fit's error); 0 = no cap
+    max_memory: int = 0
+    #: seconds one fit (and its scoring) may run; one that runs longer is stopped and
+    #: recorded as failed, and the search goes on; 0 = no limit
+    max_fit_seconds: float = 0.0
     # --- idle gate ---
     #: pause when other load exceeds this fraction of all CPUs
     max_load: float = 0.25
@@ -190,6 +207,17 @@ def _check_ranges(s: Settings, source: str) -> None:
     if s.max_candidates < 1:
         raise SettingsError(f"{source}: max_candidates: expected at least 1, got "
                             f"{s.max_candidates}")
+    for name in ("max_fits", "max_data_bytes"):
+        if getattr(s, name) < 1:
+            raise SettingsError(f"{source}: {name}: expected at least 1, got "
+                                f"{getattr(s, name)}")
+    if s.max_priority < 0:
+        raise SettingsError(f"{source}: max_priority: must not be negative, got "
+                            f"{s.max_priority}")
+    if s.max_memory < 0:
+        raise SettingsError(f"{source}: max_memory: must not be negative, got {s.max_memory}")
+    if s.checkpoint_interval <= 0:
+        raise SettingsError(f"{source}: checkpoint_interval: must be positive")
     if s.sample_interval <= 0:
         raise SettingsError(f"{source}: sample_interval: must be positive")
 

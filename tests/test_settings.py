@@ -114,6 +114,10 @@ on_battery = "ignore"
 max_temperature = 85
 exclusive_apps = ["zoom", "steam"]
 pause_while_user_active = "5m"
+max_fits = 9
+max_data_bytes = 1000
+max_job_seconds = 60
+max_priority = 5
 """)
     s = resolve_settings(cfg, {})
     assert s == Settings(
@@ -123,7 +127,8 @@ pause_while_user_active = "5m"
         pause_after=4, resume_after=30.0, min_free_memory=0.0, max_suspend=0.0,
         run_window="* 22-23,0-6 * * *", ignore_load=True, dask_scheduler="tcp://host:8786",
         data_dirs=(Path("/data/a"), Path("b")), on_battery="ignore", max_temperature=85.0,
-        exclusive_apps=("zoom", "steam"), pause_while_user_active=300.0)
+        exclusive_apps=("zoom", "steam"), pause_while_user_active=300.0, max_fits=9,
+        max_data_bytes=1000, max_job_seconds=60.0, max_priority=5)
     assert {f.name for f in dataclasses.fields(Settings)} == set(load_config(cfg))
 
 

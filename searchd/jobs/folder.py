@@ -16,6 +16,7 @@ from pathlib import Path
 
 from searchd.errors import JobSpecError
 from searchd.jobs.ids import SUFFIXES, job_id_of, job_id_problem
+from searchd.jobs.limits import JobLimits
 from searchd.jobs.load import parse_job
 from searchd.jobs.reading import read_job_bytes
 from searchd.jobs.spec import JobSpec
@@ -117,11 +118,12 @@ def freeze(job_dir: Path, jf: JobFile) -> Path:
     return dest
 
 
-def frozen_spec(job_dir: Path, jobs_dir: Path, job_id: str, max_candidates: int) -> JobSpec:
+def frozen_spec(job_dir: Path, jobs_dir: Path, job_id: str,
+                limits: JobLimits | int) -> JobSpec:
     """The frozen spec of a job; errors name the user's file, data paths resolve in jobs/."""
     p = frozen_path(job_dir)
     if p is None:
         raise JobSpecError(f"{job_dir}: no accepted job file")
     shown = jobs_dir / f"{job_id}{p.suffix}"
     raw, _ = read_job_bytes(p, follow_symlinks=False)  # state/ is never read through a link
-    return parse_job(raw, shown, max_candidates, job_id=job_id, base_dir=jobs_dir)
+    return parse_job(raw, shown, limits, job_id=job_id, base_dir=jobs_dir)

@@ -1,5 +1,6 @@
 """Job files → a validated, frozen :class:`~searchd.jobs.spec.JobSpec`: read, check the id,
-validate, count the candidates, and only then expand the grids."""
+validate, count the candidates and fits against the daemon's limits, and only then expand
+the grids."""
 
 from __future__ import annotations
 
@@ -8,20 +9,27 @@ from pathlib import Path
 
 from searchd.errors import JobSpecError
 from searchd.jobs.ids import job_id_of, job_id_problem
+from searchd.jobs.limits import JobLimits, generator_bytes, size, too_many_fits
 from searchd.jobs.reading import parse_bytes, read_job_bytes
 from searchd.jobs.spec import JobSpec
 from searchd.jobs.validate import SATURATED, Validator
 
 
-def load_job(path: Path, max_candidates: int, job_id: str | None = None,
+def load_job(path: Path, limits: JobLimits | int, job_id: str | None = None,
              base_dir: Path | None = None) -> JobSpec:
     """Read and validate a job file. ``base_dir`` resolves relative data paths."""
     raw_bytes, _ = read_job_bytes(path)
-    return parse_job(raw_bytes, path, max_candidates, job_id=job_id, base_dir=base_dir)
+    return parse_job(raw_bytes, path, limits, job_id=job_id, base_dir=base_dir)
 
 
-def parse_job(raw_bytes: bytes, path: Path, max_candidates: int, job_id: str | None = None,
+def parse_job(raw_bytes: bytes, path: Path, limits: JobLimits | int, job_id: str | None = None,
               base_dir: Path | None = None) -> JobSpec:
+    """The job in ``raw_bytes`` (read from ``path``), checked against ``limits`` (an int:
+    ``max_candidates`` alone). The priority is the file's: :func:`effective_priority`
+    clips it where jobs are ordered."""
+    if isinstance(limits, int):
+        limits = JobLimits.candidates_only(limits)
+    max_candidates = limits.max_candidates
     jid = job_id or job_id_of(path)
     problem = job_id_problem(jid)
     if problem:
@@ -44,6 +52,16 @@ def parse_job(raw_bytes: bytes, path: Path, max_candidates: int, job_id: str | N
         raise JobSpecError(
             f"{path}: models: the grids expand to {howmany(total)} candidates ({sizes}), "
             f"more than max_candidates ({max_candidates:,})")
+    problem = too_many_fits(total, search.folds, limits)
+    if problem:
+        raise JobSpecError(f"{path}: search.cv: {problem}")
+    kind, _, name = data.source.partition(":")
+    if kind == "sklearn":  # checked here too: refused before the job is queued
+        need = generator_bytes(name, data.params)
+        if need is not None and need > limits.max_data_bytes:
+            raise JobSpecError(
+                f"{path}: data.params: sklearn:{name} would make {size(need)} of data, "
+                f"more than max_data_bytes ({size(limits.max_data_bytes)})")
     # Only now, with the size known to be sane, are the value lists built.
     models = tuple(v.expand(m, raw) for m, raw in counted)
     return JobSpec(id=jid, path=path, priority=priority, data=data, search=search,

@@ -1,16 +1,20 @@
 """Load a job's data: bundled scikit-learn datasets, ``make_*`` generators, CSV, NPZ.
 
-Everything is local: no dataset is fetched from the network.
+Everything is local: no dataset is fetched from the network. Data is bounded before it is
+read (``max_data_bytes``): a generator's arrays from its parameters, an ``.npz`` member's
+from its header, a CSV by its size on disk and its cells as they are read.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import os
 import stat
 import zipfile
 import zlib
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +23,24 @@ from typing import Any
 import numpy as np
 
 from searchd.errors import DataError
+from searchd.jobs.limits import (
+    CELL_BYTES,
+    GENERATORS,
+    JobLimits,
+    generator_bytes,
+    size,
+    split_bytes,
+)
 from searchd.jobs.messages import clip
 from searchd.jobs.spec import JobSpec
 
 BUNDLED = ("iris", "digits", "wine", "breast_cancer", "diabetes", "linnerud")
 #: longest CSV line read (a binary file or a device has lines of any length)
 MAX_CSV_LINE = 16 << 20
+#: most columns a CSV may have (counted on each line before it is parsed)
+MAX_CSV_COLUMNS = 100_000
+#: the daemon's default ``max_data_bytes``
+MAX_DATA_BYTES = JobLimits().max_data_bytes
 #: longest path shown in an error message
 PATH_CHARS = 1000
 
@@ -50,16 +66,19 @@ class DataPlaces:
 
     data_dirs: tuple[Path, ...] = ()
     state_dir: Path | None = None
+    #: the daemon's ``max_data_bytes``
+    max_bytes: int = MAX_DATA_BYTES
 
 
 def load_dataset(job: JobSpec, classification: bool, data_dirs: Sequence[Path] = (),
-                 state_dir: Path | None = None) -> Dataset:
+                 state_dir: Path | None = None, max_bytes: int = MAX_DATA_BYTES) -> Dataset:
     """The job's data, split into training and hold-out sets.
 
     ``data_dirs`` (the daemon's setting) and ``state_dir`` decide which files a
-    ``csv:``/``npz:`` source may name, besides those in the job's own folder.
+    ``csv:``/``npz:`` source may name, besides those in the job's own folder; nothing
+    larger than ``max_bytes`` is read, and the CV splits count against it too.
     """
-    X, y = load_xy(job, DataPlaces(tuple(data_dirs), state_dir))
+    X, y = load_xy(job, DataPlaces(tuple(data_dirs), state_dir, max_bytes))
     kind = _check_labels(job, y) if classification else None
     X_test = y_test = None
     if job.data.test_size is not None:
@@ -78,12 +97,25 @@ def load_dataset(job: JobSpec, classification: bool, data_dirs: Sequence[Path] =
         if np.all(counts < job.search.folds):  # StratifiedKFold refuses to split then
             raise DataError(f"{job.path}: data.source: every class has fewer training samples "
                             f"(at most {counts.max()}) than the {job.search.folds} folds")
+    _check_splits(job, len(X), sum(a.nbytes for a in (X, y, X_test, y_test) if a is not None),
+                  max_bytes)
     h = hashlib.sha256()
     for a in (X, y, X_test, y_test):
         if a is not None:
             h.update(np.ascontiguousarray(a).tobytes())
             h.update(str(a.shape).encode())
     return Dataset(X, y, X_test, y_test, h.hexdigest())
+
+
+def _check_splits(job: JobSpec, n_train: int, data: int, max_bytes: int) -> None:
+    """The CV splits' row indices are kept with the results: ``cv = 4000`` on 4,000 rows
+    is 16 million of them. Refused before they are made."""
+    folds = job.search.folds
+    need = split_bytes(folds, n_train)
+    if data + need > max_bytes:
+        raise DataError(f"{job.path}: search.cv: {folds:,} folds of {n_train:,} training "
+                        f"samples keep {size(need)} of row indices; with the data "
+                        f"({size(data)}) that is more than max_data_bytes ({size(max_bytes)})")
 
 
 def _check_labels(job: JobSpec, y: np.ndarray) -> str:
@@ -105,12 +137,13 @@ def load_xy(job: JobSpec, places: DataPlaces = DataPlaces()) -> tuple[np.ndarray
     kind, _, rest = job.data.source.partition(":")
     where = f"{job.path}: data.source"
     if kind == "sklearn":
-        X, y = _sklearn(rest, dict(job.data.params), where)
+        X, y = _sklearn(rest, dict(job.data.params), where, places.max_bytes)
     elif kind == "csv":
         assert job.data.target is not None  # the spec insists on it
-        X, y = _csv(_path(job, rest, where), job.data.target, where, _check(job, places))
+        X, y = _csv(_path(job, rest, where), job.data.target, where, _check(job, places),
+                    places.max_bytes)
     else:
-        X, y = _npz(_path(job, rest, where), where, _check(job, places))
+        X, y = _npz(_path(job, rest, where), where, _check(job, places), places.max_bytes)
     # make_* generators may return sparse matrices, npz files anything: the fits need arrays
     if X.ndim != 2 or y.ndim not in (1, 2) or X.dtype == object or y.dtype == object:
         raise DataError(f"{where}: X must be a 2-D and y a 1-D or 2-D array of values, got "
@@ -197,14 +230,24 @@ def _open(path: Path, where: str, check: Check) -> int:
     return fd
 
 
-def _sklearn(name: str, params: dict[str, Any], where: str) -> tuple[np.ndarray, np.ndarray]:
+def _too_large(where: str, what: str, need: int, max_bytes: int) -> DataError:
+    return DataError(f"{where}: {what} {size(need)}, more than max_data_bytes "
+                     f"({size(max_bytes)})")
+
+
+def _sklearn(name: str, params: dict[str, Any], where: str,
+             max_bytes: int = MAX_DATA_BYTES) -> tuple[np.ndarray, np.ndarray]:
     import sklearn.datasets as ds
     if name in BUNDLED:
         if params:
             raise DataError(f"{where}: sklearn:{name} takes no data.params")
         X, y = getattr(ds, f"load_{name}")(return_X_y=True)
         return X, y
-    if name.startswith("make_") and name.isidentifier() and hasattr(ds, name):
+    need = generator_bytes(name, params)
+    if need is not None and hasattr(ds, name):
+        if need > max_bytes:  # before the generator allocates anything
+            raise _too_large(where, f"sklearn:{name} with these data.params would make", need,
+                             max_bytes)
         try:
             out = getattr(ds, name)(**params)
         except (TypeError, ValueError, OverflowError) as e:
@@ -215,24 +258,41 @@ def _sklearn(name: str, params: dict[str, Any], where: str) -> tuple[np.ndarray,
         if not isinstance(out, tuple) or len(out) < 2:
             raise DataError(f"{where}: sklearn:{name} does not return (X, y)")
         return np.asarray(out[0]), np.asarray(out[1])
+    if name.startswith("make_") and name.isidentifier() and hasattr(ds, name):
+        # refused before it runs: its arrays could not be bounded from its parameters
+        raise DataError(f"{where}: sklearn:{name} does not return (X, y) (generators of "
+                        f"(X, y): {', '.join(GENERATORS)})")
     raise DataError(f"{where}: unknown dataset sklearn:{clip(name)} (bundled: "
-                    f"{', '.join(BUNDLED)}; or a sklearn.datasets make_* generator)")
+                    f"{', '.join(BUNDLED)}; generators of (X, y): {', '.join(GENERATORS)})")
 
 
 def _lines(f: Any, path: str, where: str) -> Iterator[str]:
-    """The file's lines, refusing one longer than MAX_CSV_LINE (a binary file has none)."""
+    """The file's lines, refusing one longer than MAX_CSV_LINE (a binary file has none) or
+    wider than MAX_CSV_COLUMNS (counted before csv parses it into fields)."""
     while line := f.readline(MAX_CSV_LINE):
         if len(line) == MAX_CSV_LINE and not line.endswith("\n"):
             raise DataError(f"{where}: {path}: a line is longer than {MAX_CSV_LINE:,} "
                             "characters; not a CSV file?")
+        if line.count(",") >= MAX_CSV_COLUMNS:
+            raise DataError(f"{where}: {path}: a line has more than {MAX_CSV_COLUMNS:,} "
+                            "columns")
         yield line
 
 
-def _csv(path: Path, target: str, where: str, check: Check) -> tuple[np.ndarray, np.ndarray]:
+def _csv(path: Path, target: str, where: str, check: Check,
+         max_bytes: int = MAX_DATA_BYTES) -> tuple[np.ndarray, np.ndarray]:
+    """X and y of a CSV file, read row by row into float64 cells: its size on disk and its
+    cells (8 bytes each, X's and y's) are bounded by ``max_bytes``."""
     shown = clip(str(path), PATH_CHARS)
-    with open(_open(path, where, check), newline="", encoding="utf-8-sig") as f:
+    fd = _open(path, where, check)
+    on_disk = os.fstat(fd).st_size
+    if on_disk > max_bytes:
+        os.close(fd)
+        raise _too_large(where, f"{shown} is", on_disk, max_bytes)
+    with open(fd, newline="", encoding="utf-8-sig") as f:
         try:
-            rows = list(csv.reader(_lines(f, shown, where)))
+            header, cells, y_raw = _csv_rows(csv.reader(_lines(f, shown, where)), target,
+                                             where, shown, max_bytes)
         except UnicodeDecodeError as e:
             raise DataError(f"{where}: {shown}: not UTF-8 text (byte {e.start}); "
                             "not a CSV file?") from None
@@ -242,28 +302,7 @@ def _csv(path: Path, target: str, where: str, check: Check) -> tuple[np.ndarray,
             raise DataError(f"{where}: {shown}: {e.strerror or e}") from None
         except MemoryError:
             raise DataError(f"{where}: {shown}: too large for memory") from None
-    if not rows:
-        raise DataError(f"{where}: {shown} is empty")
-    # Blank lines (a trailing newline too many) are no samples.
-    header, body = rows[0], [r for r in rows[1:] if r]
-    # Messages about the content say where (row, column number), never what: the
-    # file may be one the job's author cannot read.
-    for n, r in enumerate(rows[1:], start=2):
-        if r and len(r) != len(header):
-            raise DataError(f"{where}: {shown}: row {n} has {len(r)} fields, the header "
-                            f"{len(header)}")
-    if target not in header:
-        raise DataError(f"{where}: {shown}: no column {clip(repr(target))} in its header "
-                        f"({len(header)} columns)")
-    t = header.index(target)
-    try:
-        X = np.array([[float(v) for i, v in enumerate(r) if i != t] for r in body])
-    except ValueError:
-        n, col = next((n, i + 1) for n, r in enumerate(body, start=2) for i, v in enumerate(r)
-                      if i != t and not _is_number(v))
-        raise DataError(f"{where}: {shown}: feature columns must be numeric; row {n}, "
-                        f"column {col} is not a number") from None
-    y_raw = [r[t] for r in body]
+    X = np.frombuffer(cells, dtype=np.float64).reshape(len(y_raw), len(header) - 1)
     try:
         y: np.ndarray = np.array([float(v) for v in y_raw])
         if np.all(y == np.round(y)):
@@ -271,6 +310,40 @@ def _csv(path: Path, target: str, where: str, check: Check) -> tuple[np.ndarray,
     except ValueError:
         y = np.array(y_raw)
     return X, y
+
+
+def _csv_rows(rows: Iterator[list[str]], target: str, where: str, shown: str,
+              max_bytes: int) -> tuple[list[str], array[float], list[str]]:
+    """The header, the feature cells (row after row) and the target column's values."""
+    header = next(rows, None)
+    if header is None:
+        raise DataError(f"{where}: {shown} is empty")
+    if target not in header:
+        raise DataError(f"{where}: {shown}: no column {clip(repr(target))} in its header "
+                        f"({len(header)} columns)")
+    t = header.index(target)
+    cells: array[float] = array("d")
+    y_raw: list[str] = []
+    most = max_bytes // CELL_BYTES  # cells, X's and y's
+    # Messages about the content say where (row, column number), never what: the
+    # file may be one the job's author cannot read.
+    for n, r in enumerate(rows, start=2):
+        if not r:  # blank lines (a trailing newline too many) are no samples
+            continue
+        if len(r) != len(header):
+            raise DataError(f"{where}: {shown}: row {n} has {len(r)} fields, the header "
+                            f"{len(header)}")
+        if len(cells) + len(y_raw) + len(r) > most:
+            raise _too_large(where, f"{shown}: by row {n:,} its values take more than",
+                             (len(cells) + len(y_raw) + len(r)) * CELL_BYTES, max_bytes)
+        try:
+            cells.extend(float(v) for i, v in enumerate(r) if i != t)
+        except ValueError:
+            col = next(i + 1 for i, v in enumerate(r) if i != t and not _is_number(v))
+            raise DataError(f"{where}: {shown}: feature columns must be numeric; row {n}, "
+                            f"column {col} is not a number") from None
+        y_raw.append(r[t])
+    return header, cells, y_raw
 
 
 def _is_number(v: str) -> bool:
@@ -281,9 +354,17 @@ def _is_number(v: str) -> bool:
     return True
 
 
-def _npz(path: Path, where: str, check: Check) -> tuple[np.ndarray, np.ndarray]:
+def _npz(path: Path, where: str, check: Check,
+         max_bytes: int = MAX_DATA_BYTES) -> tuple[np.ndarray, np.ndarray]:
+    """X and y of an ``.npz`` file: the file's size and its arrays' sizes (from their
+    headers, before a byte of them is expanded) bounded by ``max_bytes``."""
     shown = clip(str(path), PATH_CHARS)
-    with open(_open(path, where, check), "rb") as fh:
+    fd = _open(path, where, check)
+    on_disk = os.fstat(fd).st_size
+    if on_disk > max_bytes:  # a bare .npy would be read whole by np.load
+        os.close(fd)
+        raise _too_large(where, f"{shown} is", on_disk, max_bytes)
+    with open(fd, "rb") as fh:
         try:
             loaded = np.load(fh, allow_pickle=False)
             if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy file: one bare array
@@ -293,6 +374,12 @@ def _npz(path: Path, where: str, check: Check) -> tuple[np.ndarray, np.ndarray]:
                     missing = " and ".join(k for k in ("X", "y") if k not in f)
                     raise DataError(f"{where}: {shown} must hold arrays named X and y "
                                     f"(it has no {missing})")
+                zf = f.zip
+                assert zf is not None  # open while the NpzFile is
+                need = sum(_member_bytes(zf, k, where, shown) for k in ("X", "y"))
+                if need > max_bytes:  # 456 kB of zeros can hold 940 MB of them
+                    raise _too_large(where, f"{shown}: its arrays X and y take", need,
+                                     max_bytes)
                 X, y = f["X"], f["y"]
         except OSError as e:
             raise DataError(f"{where}: {shown}: {e.strerror or e}") from None
@@ -307,3 +394,18 @@ def _npz(path: Path, where: str, check: Check) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{where}: {shown}: X must be 2-D and y 1-D or 2-D, got shapes "
                         f"{X.shape} and {y.shape}")
     return X, y
+
+
+def _member_bytes(zf: zipfile.ZipFile, key: str, where: str, shown: str) -> int:
+    """The bytes array ``key`` of an npz archive takes once loaded, from its .npy header."""
+    name = f"{key}.npy" if f"{key}.npy" in zf.namelist() else key
+    with zf.open(name) as m:
+        version = np.lib.format.read_magic(m)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(m)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(m)
+        else:
+            raise DataError(f"{where}: {shown}: array {key} is in .npy format "
+                            f"{version[0]}.{version[1]}; expected 1.0 or 2.0")
+    return math.prod(shape) * dtype.itemsize
