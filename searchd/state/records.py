@@ -68,7 +68,11 @@ class JobRecord:
     file_changed: bool = False
     #: the file in jobs/ is gone (the job stops; its results stay)
     file_removed: bool = False
+    #: the job file's priority (it runs at most at ±max_priority)
     priority: int = 0
+    #: times the job yielded its slot after max_job_seconds: jobs with fewer turns run first
+    #: (then by priority), so a long job waits behind the others once it has had its share
+    turn: int = 0
     mtime: float = 0.0
     fits_done: int = 0
     fits_total: int = 0

@@ -233,7 +233,14 @@ def open_private_append(path: Path) -> int:
 # --- key and signatures ------------------------------------------------------------------------
 
 def load_key(state_dir: Path, create: bool = False) -> bytes:
-    """The state directory's HMAC key; made (0600) on first use by the daemon."""
+    """The state directory's HMAC key; made (0600) on first use by the daemon.
+
+    The key is written like every other file: a temp file, fsynced, then put in place
+    (with ``link``, so that of two daemons racing, one key wins and both use it). A write
+    that fails (a full disk) leaves no key file at all, and the next start tries again.
+    A key shorter than 32 bytes signed nothing (it is refused); one that an older version
+    left short when the disk was full is replaced when no checkpoint exists.
+    """
     path = state_dir / KEY_FILE
     try:
         key = read_private(path)  # a link, a folder (say, a job named so once), ...: refused
@@ -247,28 +254,60 @@ def load_key(state_dir: Path, create: bool = False) -> bytes:
         if not create:
             raise CheckpointError(f"{path}: no key (has the daemon run on this state "
                                   "directory?)") from None
-        existing = next(state_dir.glob(f"*/*{SUFFIX}"), None) if state_dir.is_dir() else None
-        if existing is not None:
-            # a new key would orphan every existing checkpoint: refuse instead
-            raise CheckpointError(f"{path}: the key is missing but checkpoints exist (e.g. "
-                                  f"{existing}); restore the key, or move the job folders "
-                                  "away to start afresh") from None
-        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        key = secrets.token_bytes(32)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first: use theirs
-            return load_key(state_dir)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key)
-            f.flush()
-            os.fsync(f.fileno())
-        fsync_dir(state_dir)
+        _refuse_new_key_over_checkpoints(state_dir, path, "is missing")
+        return _new_key(state_dir, path)
     except PermissionError:
         raise CheckpointError(f"{path}: permission denied (the key is readable by the daemon's "
                               "user only)") from None
     if len(key) < 32:
+        if create and _no_checkpoints(state_dir):
+            log.warning("%s: a key of %d bytes (left by a write that failed, e.g. on a full "
+                        "disk) signed nothing; making a new one", path, len(key))
+            path.unlink()
+            return _new_key(state_dir, path)
         raise CheckpointError(f"{path}: key is too short ({len(key)} bytes); refusing to use it")
+    return key
+
+
+def _no_checkpoints(state_dir: Path) -> bool:
+    return next(state_dir.glob(f"*/*{SUFFIX}"), None) is None if state_dir.is_dir() else True
+
+
+def _refuse_new_key_over_checkpoints(state_dir: Path, path: Path, what: str) -> None:
+    existing = next(state_dir.glob(f"*/*{SUFFIX}"), None) if state_dir.is_dir() else None
+    if existing is not None:
+        # a new key would orphan every existing checkpoint: refuse instead
+        raise CheckpointError(f"{path}: the key {what} but checkpoints exist (e.g. "
+                              f"{existing}); restore the key, or move the job folders "
+                              "away to start afresh")
+
+
+def _new_key(state_dir: Path, path: Path) -> bytes:
+    """Make the key atomically: temp file, fsync, ``link`` into place, fsync the folder."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)  # never replaces: a key another process made first wins
+        except FileExistsError:
+            return load_key(state_dir)
+        try:
+            fsync_dir(state_dir)
+        except OSError:
+            path.unlink()  # not durable: it signed nothing yet, so it goes
+            raise
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot write the key: {e.strerror or e} (nothing "
+                              "was left behind; the next start tries again)") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
     return key
 
 

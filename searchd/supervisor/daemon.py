@@ -19,12 +19,13 @@ from types import FrameType
 
 from searchd.errors import SettingsError
 from searchd.jobs.folder import frozen_path
+from searchd.jobs.limits import effective_priority
 from searchd.settings import Settings
 from searchd.state.records import ACTIVE, JobRecord, JobState, all_summaries, write_summary
 from searchd.state.store import clean_temp_files, exclusive, load_key, secure_state_dir
 from searchd.supervisor.driver import SchedulerDriver
 from searchd.supervisor.events import EventFold
-from searchd.supervisor.exits import ExitPolicy
+from searchd.supervisor.exits import TIME_SLICE, ExitPolicy
 from searchd.supervisor.gate import IdleGate
 from searchd.supervisor.handle import WorkerProc
 from searchd.supervisor.intake import Intake
@@ -75,6 +76,8 @@ class Daemon:
         self.fold = EventFold()
         self._stopping: WarmStop | None = None
         self._last_tick = self.clock.monotonic()
+        #: the running job's run_seconds when its worker started (for max_job_seconds)
+        self._slice_from = 0.0
 
     @property
     def pause_reason(self) -> str | None:
@@ -201,12 +204,14 @@ class Daemon:
             self.reload_requested = False
             self.reload()
         self._poll_worker(elapsed, now)
+        self._yield_slot(now)
         self._apply_gate(now)
         if self.worker is None and self.pausing.reason is None:
             self._start_next(now)
         self._write_summaries()
         self._notify(now)
-        if self.drain and self.worker is None and not self._runnable(now, ignore_backoff=True):
+        if self.drain and self.worker is None and not self._runnable(
+                now, ignore_backoff=True) and not self._waiting_for_disk():
             failed = [r.id for r in self.records.values() if r.state == S.FAILED]
             log.info("drained: every job is done, invalid or failed%s",
                      f" (failed: {', '.join(failed)})" if failed else "")
@@ -217,7 +222,30 @@ class Daemon:
                 if r.state in ACTIVE and not r.file_removed and frozen_path(
                     self.settings.state_dir / r.id) is not None
                 and (ignore_backoff or self.not_before.get(r.id, 0) <= now)]
-        return sorted(recs, key=lambda r: (-r.priority, r.mtime, r.id))
+        top = self.settings.max_priority
+        return sorted(recs, key=lambda r: (r.turn, -effective_priority(r.priority, top),
+                                           r.mtime, r.id))
+
+    def _waiting_for_disk(self) -> list[JobRecord]:
+        """Queued jobs whose frozen copy could not be written yet: a drain waits for them."""
+        return [r for r in self.records.values()
+                if not r.file_removed and self.intake.unfrozen(self.settings, r)]
+
+    def _yield_slot(self, now: float) -> None:
+        """A job that has run ``max_job_seconds`` (paused time excluded) while another can
+        start is stopped warmly and goes behind the others (its results stay)."""
+        w, limit = self.worker, self.settings.max_job_seconds
+        if w is None or not limit or w.stop_reason is not None:
+            return
+        rec = self.records[w.job_id]
+        if rec.run_seconds - self._slice_from < limit:
+            return
+        if not any(r.id != rec.id for r in self._runnable(now)):
+            return  # nobody waits: it goes on
+        rec.turn = max(r.turn for r in self.records.values()) + 1
+        log.info("%s: ran %.0fs (max_job_seconds); yielding to the queued jobs", rec.id,
+                 rec.run_seconds - self._slice_from)
+        self._stop_worker(TIME_SLICE)
 
     def _start_next(self, now: float) -> None:
         runnable = self._runnable(now)
@@ -227,6 +255,7 @@ class Daemon:
         self.worker = self.launcher(self.settings, rec.id, self.log_format)
         rec.to(S.RUNNING)
         rec.started_at = rec.started_at or self.clock.time()
+        self._slice_from = rec.run_seconds
         rec.disk_error = None
         self.fold.new_session(rec.id)
         self._dirty.add(rec.id)

@@ -19,6 +19,8 @@ log = logging.getLogger("searchd")
 S = JobState
 MAX_CLUSTER_WAIT = 120.0  # seconds between two tries to reach the Dask scheduler, at most
 LOCKED_WAIT = 10.0  # seconds before retrying a job another process holds
+#: the stop reason of a job that has run for max_job_seconds while another job waits
+TIME_SLICE = "max_job_seconds"
 
 
 class ExitPolicy:
@@ -49,6 +51,9 @@ class ExitPolicy:
         elif code == Exit.STOPPED and stop_reason is not None:
             if stop_reason == "cancelled":
                 rec.to(S.CANCELLED, "cancelled by the operator")
+            elif stop_reason == TIME_SLICE:
+                rec.to(S.QUEUED, f"ran for max_job_seconds ({settings.max_job_seconds:g} s) "
+                       "while other jobs waited; requeued behind them, results kept")
             else:
                 rec.to(S.QUEUED)
         elif code == Exit.LOCKED:
@@ -80,4 +85,4 @@ class ExitPolicy:
         return delay
 
 
-__all__ = ["MAX_CLUSTER_WAIT", "ExitPolicy"]
+__all__ = ["MAX_CLUSTER_WAIT", "TIME_SLICE", "ExitPolicy"]

@@ -1,9 +1,12 @@
 """Intake: the jobs folder turned into job records.
 
-New files are validated and frozen (or marked ``invalid`` with the reason), changed and
-removed files are noticed, a touched ``failed``/``cancelled`` file is queued again, and the
-operator's cancel requests are applied. The running worker is never touched here: what
-should happen to it comes back as stop reasons, and the daemon acts on them.
+New files are validated against the daemon's limits and frozen (or marked ``invalid`` with
+the reason), changed and removed files are noticed, a touched ``failed``/``cancelled`` file
+is queued again, and the operator's cancel requests are applied. A job whose frozen copy
+could not be written (a full disk) stays ``queued`` with the reason in ``disk_error`` and
+is accepted again at every scan until the copy is written. The running worker is never
+touched here: what should happen to it comes back as stop reasons, and the daemon acts on
+them.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import logging
 from pathlib import Path
 
 from searchd.errors import JobSpecError
-from searchd.jobs.folder import JobFile, freeze, scan
+from searchd.jobs.folder import JobFile, freeze, frozen_path, scan
+from searchd.jobs.limits import JobLimits, effective_priority
 from searchd.jobs.load import parse_job
 from searchd.jobs.messages import clip
 from searchd.settings import Settings
@@ -67,6 +71,8 @@ class Intake:
                 settings.dask_scheduler and NO_SCHEDULER in (rec.error or ""))):
             rec.to(S.QUEUED)
             self.accept(settings, rec, jf)
+        elif rec.state == S.QUEUED and self.unfrozen(settings, rec):
+            self.accept(settings, rec, jf)  # its copy was never written (a full disk)
         elif rec.state in (S.FAILED, S.CANCELLED) and jf.mtime > rec.mtime + 1e-6:
             log.info("%s: job file touched; queueing it again", jid)
             rec.to(S.QUEUED)
@@ -79,20 +85,46 @@ class Intake:
             rec.file_changed, rec.file_removed = changed, False
             self.dirty.add(jid)
 
+    @staticmethod
+    def unfrozen(settings: Settings, rec: JobRecord) -> bool:
+        """A queued job without its frozen copy: accepting it failed on the disk (or the
+        copy is gone); it must be accepted again, never left queued for ever."""
+        return rec.state == S.QUEUED and frozen_path(settings.state_dir / rec.id) is None
+
     def accept(self, settings: Settings, rec: JobRecord, jf: JobFile) -> None:
-        """Validate ``jf`` and freeze it into the state folder, or mark the job invalid."""
+        """Validate ``jf`` and freeze it into the state folder, or mark the job invalid.
+
+        A write that fails (ENOSPC, EIO, ...) leaves the job queued with ``disk_error``
+        set; :meth:`scan` tries again each time until it works."""
         rec.source, rec.mtime, rec.spec_digest = str(jf.path), jf.mtime, jf.digest
         self.dirty.add(rec.id)
         try:
             if jf.error is not None:  # a symlink, not a regular file, too large, unreadable
                 raise JobSpecError(jf.error)
-            spec = parse_job(jf.raw, jf.path, settings.max_candidates)
+            spec = parse_job(jf.raw, jf.path, JobLimits.of(settings))
         except JobSpecError as e:
             rec.to(S.INVALID, str(e))
+            rec.disk_error = None
             log.error("%s: invalid: %s", rec.id, e)
             return
-        freeze(settings.state_dir / rec.id, jf)
+        job_dir = settings.state_dir / rec.id
+        try:
+            freeze(job_dir, jf)
+        except OSError as e:
+            problem = f"cannot keep the job's copy in {job_dir}: {e.strerror or e}"
+            if rec.disk_error != problem:  # once per problem, not at every scan
+                log.error("%s: %s; retrying at every scan", rec.id, problem)
+            rec.disk_error, rec.fits_total = problem, spec.fits_total
+            rec.priority = spec.priority
+            return
+        if rec.disk_error is not None:
+            log.info("%s: the job's copy is written; the disk works again", rec.id)
+            rec.disk_error = None
         rec.priority, rec.fits_total = spec.priority, spec.fits_total
+        runs_at = effective_priority(spec.priority, settings.max_priority)
+        if runs_at != spec.priority:
+            log.warning("%s: priority %d clipped to %d (max_priority)", rec.id,
+                        spec.priority, runs_at)
         # with a scheduler, every job runs on the cluster; without, asking for one is an error
         rec.backend = "dask" if settings.dask_scheduler else spec.search.backend
         if spec.search.backend == "dask" and not settings.dask_scheduler:
