@@ -16,10 +16,14 @@ CELL_BYTES = 8
 
 
 class _HasLimits(Protocol):
-    max_candidates: int
-    max_fits: int
-    max_data_bytes: int
-    max_priority: int
+    @property
+    def max_candidates(self) -> int: ...
+    @property
+    def max_fits(self) -> int: ...
+    @property
+    def max_data_bytes(self) -> int: ...
+    @property
+    def max_priority(self) -> int: ...
 
 
 @dataclass(frozen=True)
