@@ -26,6 +26,7 @@ from searchd.supervisor.daemon import Daemon
 from searchd.supervisor.exits import LOCKED_WAIT, MAX_CLUSTER_WAIT
 from searchd.supervisor.load import LoadSample
 from searchd.supervisor.notify import Notifier
+from searchd.supervisor.sensors import Sensed
 from searchd.supervisor.stopping import KILL_WAIT_SECONDS, WARM_STOP_SECONDS
 
 pytestmark = pytest.mark.timeout(30)
@@ -157,6 +158,21 @@ class FakeSampler:
         return LoadSample(at=0.0, other_load=self.load, free_memory=self.free)
 
 
+class FakeSensors:
+    """What the etiquette rules see: set ``sensed`` (on AC, nothing hot, no app, by default)."""
+
+    def __init__(self) -> None:
+        self.sensed = Sensed()
+        self.reads = 0
+
+    def read(self, now: float, settings: Settings) -> Sensed:
+        self.reads += 1
+        return self.sensed
+
+    def set(self, **changes: Any) -> None:
+        self.sensed = dataclasses.replace(self.sensed, **changes)
+
+
 @dataclasses.dataclass
 class Rig:
     daemon: Daemon
@@ -166,6 +182,7 @@ class Rig:
     sampler: FakeSampler
     jobs: Path
     state: Path
+    sensors: FakeSensors
 
     def step(self, seconds: float = 1.0, n: int = 1) -> None:
         for _ in range(n):
@@ -208,11 +225,12 @@ def rig(tmp_path: Path, *, drain: bool = False, reload: Any = None,
     jobs.mkdir()
     s = Settings(state_dir=state, jobs_dir=jobs, **{**SETTINGS, **settings})
     clock, launcher, sampler = FakeClock(), FakeLauncher(), FakeSampler()
+    sensors = FakeSensors()
     calls: list[tuple[str, int]] = []
     d = Daemon(s, drain=drain, sampler=sampler, reload=reload, clock=clock, launcher=launcher,
-               control=FakeControl(calls), notifier=Notifier(None))
+               control=FakeControl(calls), notifier=Notifier(None), sensors=sensors)
     with d.started():
-        yield Rig(d, clock, launcher, calls, sampler, jobs, state)
+        yield Rig(d, clock, launcher, calls, sampler, jobs, state, sensors)
 
 
 @pytest.fixture(autouse=True)

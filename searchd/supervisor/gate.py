@@ -132,6 +132,7 @@ class IdleGate:
                  run_window: str | None = Settings.run_window,
                  on_battery: str = Settings.on_battery,
                  max_temperature: float = Settings.max_temperature,
+                 exclusive_apps: tuple[str, ...] = Settings.exclusive_apps,
                  pause_while_user_active: float = Settings.pause_while_user_active,
                  tz: tzinfo | None = None) -> None:
         self.max_load = max_load
@@ -140,6 +141,7 @@ class IdleGate:
         self.run_window = run_window
         self.pause_on_battery = on_battery == "pause"
         self.max_temperature = max_temperature
+        self.exclusive_apps = frozenset(exclusive_apps)
         self.pause_while_user_active = pause_while_user_active
         self._tz = tz
         self._trigger = _parse_window(run_window, tz)
@@ -157,6 +159,7 @@ class IdleGate:
                    resume_after=settings.resume_after, min_free_memory=settings.min_free_memory,
                    ignore_load=settings.ignore_load, run_window=settings.run_window,
                    on_battery=settings.on_battery, max_temperature=settings.max_temperature,
+                   exclusive_apps=settings.exclusive_apps,
                    pause_while_user_active=settings.pause_while_user_active, tz=tz)
 
     @property
@@ -244,12 +247,13 @@ class IdleGate:
         return f"cooling: {hottest:.0f}°C <= {cool:g}°C {self._heat.elapsed(at)}"
 
     def _apps_reason(self, s: Sensed, at: float) -> str | None:
-        if s.apps:
-            self._apps_seen = s.apps
-        if not self._apps.update(bool(s.apps), at):
+        apps = s.apps & self.exclusive_apps
+        if apps:
+            self._apps_seen = apps
+        if not self._apps.update(bool(apps), at):
             return None
         names = ", ".join(sorted(self._apps_seen))
-        if s.apps:
+        if apps:
             return f"exclusive app running: {names}"
         return f"exclusive app {names} exited {self._apps.elapsed(at)}"
 

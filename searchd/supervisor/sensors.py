@@ -128,21 +128,22 @@ class AppWatch:
             return frozenset()
         forks = self._forks()
         full = self._full_at is None or now - self._full_at >= FULL_SCAN_EVERY
+        once: set[int] = set()
         if full or forks is None or forks != self._last_forks:
             # the count is read before the listing: a fork during it shows at the next call
+            first = self._full_at is None
             self._last_forks = forks
             pids = self._listing()
-            new = pids if full else pids - self._known
-            self._known = pids
-            for pid in new:
+            for pid in pids - self._known if not first else ():
                 self._young[pid] = now
+            self._known = pids
             for gone in [p for p in self._matched if p not in pids]:
                 del self._matched[gone]
             if full:
-                self._full_at = now
+                self._full_at, once = now, pids
         for pid in [p for p, seen in self._young.items() if now - seen >= RECHECK_FOR]:
             del self._young[pid]
-        for pid in set(self._young) | set(self._matched):
+        for pid in once | set(self._young) | set(self._matched):
             name = self._name_of(pid)
             if name is None:
                 self._matched.pop(pid, None)
