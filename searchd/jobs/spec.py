@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from searchd.jobs.distributions import Distribution
+
 #: a parameter value as the job file states it: JSON-able, estimators as
 #: ``{"estimator": name, "params": {...}}``
 Value = Any
@@ -53,13 +55,45 @@ class StepSpec:
 
 
 @dataclass(frozen=True)
+class SearchKind:
+    """How a model type searches its grid: ``GridSearchCV`` (the default),
+    ``RandomizedSearchCV`` or successive halving, with scikit-learn's arguments."""
+
+    #: "grid" | "random" | "halving"
+    kind: str = "grid"
+    #: random: candidates to draw (capped at the grid's size when every value is a list)
+    n_iter: int = 10
+    #: random and halving: the sampler's and the subsampling's ``random_state``
+    seed: int = 0
+    #: halving: the arguments of HalvingGridSearchCV / HalvingRandomSearchCV
+    factor: float = 3
+    resource: str = "n_samples"
+    #: "exhaust" | "smallest" | an integer
+    min_resources: str | int = "exhaust"
+    #: "auto" | an integer
+    max_resources: str | int = "auto"
+    aggressive_elimination: bool = False
+    #: halving: candidates of the first round, "exhaust", or None for HalvingGridSearchCV
+    n_candidates: str | int | None = None
+
+    @property
+    def sampled(self) -> bool:
+        """Whether candidates are drawn (random, or halving with n_candidates)."""
+        return self.kind == "random" or (self.kind == "halving" and self.n_candidates is not None)
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     estimator: str
     params: Mapping[str, Value]
-    #: expanded grids: a list of {parameter: [values]} as GridSearchCV takes them
-    grid: tuple[Mapping[str, list[Value]], ...]
+    #: expanded grids: a list of {parameter: [values]} as GridSearchCV takes them; in a
+    #: random or halving search a value may be a :class:`~searchd.jobs.distributions.Distribution`
+    grid: tuple[Mapping[str, list[Value] | Distribution], ...]
+    #: candidates the search evaluates (halving: in its first round; 0 when that depends on
+    #: the data, e.g. n_candidates = "exhaust" with max_resources = "auto")
     n_candidates: int
+    search: SearchKind = SearchKind()
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from searchd.errors import JobSpecError
+from searchd.jobs.distributions import (
+    NAMES,
+    distribution_problem,
+    looks_like_distribution,
+    parse_distribution,
+)
 from searchd.jobs.grids import HELPERS, GridValues
 from searchd.jobs.messages import SHOW_CHARS, brief, clip, show
-from searchd.jobs.spec import DataSpec, ModelSpec, SearchSpec, StepSpec, Value
+from searchd.jobs.spec import DataSpec, ModelSpec, SearchKind, SearchSpec, StepSpec, Value
 
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 #: step names a Pipeline refuses at fit (its own arguments) or that searchd uses itself
@@ -29,6 +35,11 @@ MAX_SEED = 2**32 - 1
 #: candidate counts stop growing here (a hostile grid's true product can have a million
 #: digits); any job this large is refused anyway
 SATURATED = 10**100
+#: a model type's keys that choose and tune its search, by the search kinds that take them
+SEARCH_KEYS = {"n_iter": ("random",), "seed": ("random", "halving"),
+               "factor": ("halving",), "resource": ("halving",), "min_resources": ("halving",),
+               "max_resources": ("halving",), "aggressive_elimination": ("halving",),
+               "n_candidates": ("halving",)}
 
 
 class Validator(GridValues):
@@ -36,6 +47,7 @@ class Validator(GridValues):
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.multimetric = False  #: set by ``search``: halving refuses several scorers
 
     def fail(self, key: str, problem: str) -> JobSpecError:
         key = clip(key, 2 * SHOW_CHARS)  # keys come from the file too
@@ -147,6 +159,7 @@ class Validator(GridValues):
         if backend not in ("local", "dask"):
             raise self.fail("search.backend",
                             f"expected \"local\" or \"dask\", got {brief(backend)}")
+        self.multimetric = scoring is not None and len(scoring) > 1
         return SearchSpec(folds=folds, shuffle=shuffle, cv_seed=cv_seed, scoring=scoring,
                           refit=refit, n_jobs=n_jobs, backend=backend)
 
@@ -189,14 +202,23 @@ class Validator(GridValues):
         if not NAME.fullmatch(name):
             raise self.fail(key, "a model type's name uses letters, digits, '_' and '-'")
         d = self.table(d, key, required=True)
-        self.keys(d, key, {"estimator", "params", "grid"})
+        kind = d.get("search", "grid")
+        if kind not in ("grid", "random", "halving"):
+            raise self.fail(f"{key}.search", f"expected \"grid\", \"random\" or \"halving\", "
+                            f"got {brief(kind)}")
+        for k, kinds in SEARCH_KEYS.items():
+            if k in d and kind not in kinds:
+                wanted = " or ".join(f'"{x}"' for x in kinds)
+                raise self.fail(f"{key}.{k}", f"is for search = {wanted}, not \"{kind}\"")
+        self.keys(d, key, {"estimator", "params", "grid", "search",
+                           *(k for k, kinds in SEARCH_KEYS.items() if kind in kinds)})
         est = self.string(d.get("estimator"), f"{key}.estimator")
         params = self.params(d.get("params"), f"{key}.params")
         grid_raw = d.get("grid", {})
         grids = grid_raw if isinstance(grid_raw, list) else [grid_raw]
         if not grids:
             raise self.fail(f"{key}.grid", "an empty list of grids has no candidates")
-        total = 0
+        total, sampled = 0, False
         raw: list[tuple[str, dict[str, Any]]] = []
         for i, g in enumerate(grids):
             gkey = f"{key}.grid" if not isinstance(grid_raw, list) else f"{key}.grid[{i}]"
@@ -204,14 +226,107 @@ class Validator(GridValues):
             size = 1
             for p, v in g.items():  # saturating: a hostile grid's product is no concern
                 self.param_name(p, gkey)
+                if looks_like_distribution(v) and kind == "grid" and next(iter(v)) in NAMES:
+                    raise self.fail(f"{gkey}.{p}", f"a distribution ({show(v)}) needs "
+                                    "search = \"random\" or \"halving\"")
+                if looks_like_distribution(v) and kind != "grid":
+                    problem = distribution_problem(v)
+                    if problem:
+                        raise self.fail(f"{gkey}.{p}", problem)
+                    sampled = True
+                    continue
                 size = min(size * self.grid_size(v, f"{gkey}.{p}"), SATURATED)
             total = min(total + size, SATURATED)
             raw.append((gkey, g))
-        spec = ModelSpec(name=name, estimator=est, params=params, grid=(), n_candidates=total)
+        search = self.search_kind(d, key, kind, sampled, {p for _, g in raw for p in g})
+        n = total
+        if search.kind == "random":
+            n = search.n_iter if sampled else min(search.n_iter, total)
+        elif search.sampled:
+            n = self.first_round(search, n_all=None if sampled else total)
+        spec = ModelSpec(name=name, estimator=est, params=params, grid=(), n_candidates=n,
+                         search=search)
         return spec, raw
 
+    def search_kind(self, d: dict[str, Any], key: str, kind: str, sampled: bool,
+                    searched: set[str]) -> SearchKind:
+        """The model type's search and its arguments, checked as scikit-learn checks them."""
+        if kind == "grid":
+            return SearchKind()
+        seed = self.seed(d.get("seed", 0), f"{key}.seed")
+        if kind == "random":
+            n_iter = self.integer(d.get("n_iter", 10), f"{key}.n_iter")
+            if n_iter < 1:
+                raise self.fail(f"{key}.n_iter", f"expected at least 1, got {n_iter}")
+            return SearchKind(kind="random", n_iter=n_iter, seed=seed)
+        if self.multimetric:
+            raise self.fail(f"{key}.search", "halving ranks candidates by one scorer; "
+                            "search.scoring lists several (scikit-learn's halving searches "
+                            "refuse multi-metric scoring too)")
+        factor = d.get("factor", 3)
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or \
+                not math.isfinite(factor) or factor <= 1:
+            raise self.fail(f"{key}.factor", f"expected a number above 1, got {brief(factor)}")
+        resource = self.string(d.get("resource", "n_samples"), f"{key}.resource")
+        if resource != "n_samples":
+            self.param_name(resource, f"{key}.resource")
+            if resource in searched:
+                raise self.fail(f"{key}.resource", f"{brief(resource)} is searched by the grid; "
+                                "the resource must be another parameter")
+        n_candidates = d.get("n_candidates", "exhaust" if sampled else None)
+        if n_candidates is not None and n_candidates != "exhaust":
+            n_candidates = self.integer(n_candidates, f"{key}.n_candidates")
+            if n_candidates < 1:
+                raise self.fail(f"{key}.n_candidates",
+                                f"expected \"exhaust\" or at least 1, got {n_candidates}")
+        default_min = "smallest" if n_candidates is not None else "exhaust"
+        min_r = d.get("min_resources", default_min)
+        if min_r not in ("exhaust", "smallest"):
+            min_r = self.integer(min_r, f"{key}.min_resources")
+            if min_r < 1:
+                raise self.fail(f"{key}.min_resources", f"expected \"exhaust\", \"smallest\" "
+                                f"or at least 1, got {min_r}")
+        max_r = d.get("max_resources", "auto")
+        if max_r != "auto":
+            max_r = self.integer(max_r, f"{key}.max_resources")
+            if max_r < 1:
+                raise self.fail(f"{key}.max_resources",
+                                f"expected \"auto\" or at least 1, got {max_r}")
+        elif resource != "n_samples":
+            raise self.fail(f"{key}.max_resources", f"resource = {brief(resource)} needs an "
+                            "integer max_resources (\"auto\" is the number of samples)")
+        if isinstance(min_r, int) and isinstance(max_r, int) and min_r > max_r:
+            raise self.fail(f"{key}.min_resources",
+                            f"{min_r} is more than max_resources ({max_r})")
+        if min_r == "exhaust" and n_candidates == "exhaust":
+            raise self.fail(f"{key}.n_candidates", "n_candidates and min_resources cannot "
+                            "both be \"exhaust\"")
+        aggressive = d.get("aggressive_elimination", False)
+        if not isinstance(aggressive, bool):
+            raise self.fail(f"{key}.aggressive_elimination",
+                            f"expected true or false, got {brief(aggressive)}")
+        return SearchKind(kind="halving", seed=seed, factor=factor, resource=resource,
+                          min_resources=min_r, max_resources=max_r,
+                          aggressive_elimination=aggressive, n_candidates=n_candidates)
+
+    @staticmethod
+    def first_round(search: SearchKind, n_all: int | None) -> int:
+        """A random halving's first-round candidates, when the data does not decide them
+        (``n_all``: the grid's size when every value is a list); else 0."""
+        n = search.n_candidates
+        if n == "exhaust":
+            min_r = 1 if search.min_resources == "smallest" and \
+                search.resource != "n_samples" else search.min_resources
+            if not (isinstance(search.max_resources, int) and isinstance(min_r, int)):
+                return 0
+            n = search.max_resources // min_r
+        assert isinstance(n, int)
+        return n if n_all is None else min(n, n_all)
+
     def expand(self, spec: ModelSpec, raw: list[tuple[str, dict[str, Any]]]) -> ModelSpec:
-        grid = tuple({p: self.grid_values(v, f"{gkey}.{p}") for p, v in g.items()}
+        sampled = spec.search.kind != "grid"
+        grid = tuple({p: parse_distribution(v) if sampled and looks_like_distribution(v)
+                      else self.grid_values(v, f"{gkey}.{p}") for p, v in g.items()}
                      for gkey, g in raw)
         return replace(spec, grid=grid)
 

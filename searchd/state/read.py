@@ -32,6 +32,13 @@ class ModelSearch:
     errors: dict[tuple[int, int], str]
     #: why a done type has no refitted model (e.g. every candidate failed), else None
     refit_error: str | None = None
+    #: halving searches: candidates and resources per round, and the rounds, as
+    #: HalvingGridSearchCV names them (None for grid and random searches)
+    n_candidates_: list[int] | None = None
+    n_resources_: list[int] | None = None
+    n_iterations_: int | None = None
+    #: halving: the rest of its plan (min_resources_, max_resources_, n_required_iterations_, ...)
+    halving: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,14 @@ def read_job_results(store: CheckpointStore) -> Snapshot:
     return data
 
 
+def _halving(plan: dict[str, Any] | None) -> dict[str, Any]:
+    if plan is None:
+        return {}
+    return {"n_candidates_": list(plan["n_candidates_"]),
+            "n_resources_": list(plan["n_resources_"]),
+            "n_iterations_": plan["n_iterations_"], "halving": dict(plan)}
+
+
 def load_results(job_id: str, state_dir: str | Path = "state",
                  with_estimators: bool = True) -> JobResults:
     """The verified results of a job, per model type, in GridSearchCV's terms.
@@ -98,6 +113,7 @@ def load_results(job_id: str, state_dir: str | Path = "state",
             best_index_=res.best_index, best_params_=res.best_params,
             best_score_=res.best_score, best_estimator_=est, test_score_=res.test_score,
             refit_time_=res.refit_time, fits_done=res.fits_done, fits_total=res.fits_total,
-            errors=dict(res.errors), refit_error=res.refit_error)
+            errors=dict(res.errors), refit_error=res.refit_error,
+            **_halving(res.halving))
     return JobResults(job_id=job_id, models=models, splits=snap.splits,
                       best_name=best_type(snap.models))

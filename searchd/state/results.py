@@ -42,6 +42,13 @@ class ModelResults:
     refit_time: float | None = None
     #: why there is no refitted model although the type is done (e.g. every candidate failed)
     refit_error: str | None = None
+    #: random and halving searches: the candidates drawn, by the content key of what decided
+    #: the draw (a resume takes them from here and never draws again); None: nothing drawn
+    draws: dict[str, list[dict[str, Any]]] | None = None
+    #: halving: the plan (``HalvingPlan`` as a dict) and each row's round and resources
+    halving: dict[str, Any] | None = None
+    row_iter: list[int] | None = None
+    row_resources: list[int] | None = None
 
     @classmethod
     def empty(cls, name: str, spec_key: str, keys: list[str], params: list[dict[str, Any]],
@@ -175,9 +182,27 @@ class ModelResults:
         return i, float(means[i])
 
     def finish(self) -> int:
-        """Rank the candidates as GridSearchCV does; returns the best index."""
+        """Rank the candidates as GridSearchCV does; returns the best index. A halving
+        search picks among its last round only, as scikit-learn's does (the first of the
+        best mean; the round's first row when every mean is NaN)."""
+        if self.row_iter is not None and self.row_iter:
+            it = np.asarray(self.row_iter)
+            last = np.flatnonzero(it == it.max())
+            means = self._mean(self.refit)[last]
+            self.best_index = int(last[0] if np.isnan(means).all() else last[np.nanargmax(means)])
+            return self.best_index
         self.best_index = int(np.argmin(self.cv_results()[f"rank_test_{self._suffix(self.refit)}"]))
         return self.best_index
+
+    def set_rounds(self, rows: Sequence[int], round: int, n_resources: int) -> None:
+        """Halving: the round and resources of ``rows`` (their ``iter`` and ``n_resources``)."""
+        if self.row_iter is None or self.row_resources is None:
+            self.row_iter, self.row_resources = [], []
+        missing = len(self.keys) - len(self.row_iter)
+        self.row_iter.extend([-1] * missing)
+        self.row_resources.extend([0] * missing)
+        for i in rows:
+            self.row_iter[i], self.row_resources[i] = round, n_resources
 
     def _suffix(self, scorer: str) -> str:
         return "score" if self.scorers == ("score",) or len(self.scorers) == 1 else scorer
@@ -203,6 +228,9 @@ class ModelResults:
         for k in names:
             out[f"param_{k}"] = [p.get(k) for p in self.params]
         out["params"] = list(self.params)
+        if self.row_iter is not None and self.row_resources is not None:
+            out["iter"] = np.asarray(self.row_iter, dtype=np.int64)
+            out["n_resources"] = np.asarray(self.row_resources, dtype=np.int64)
         for s in self.scorers:
             suffix = self._suffix(s)
             arr = self.scores[s]
@@ -217,15 +245,24 @@ class ModelResults:
     def summary(self) -> dict[str, Any]:
         best_i, best = (self.best_index, self.best_score) if self.state == DONE \
             else self.current_best()
+        extra: dict[str, Any] = {}
+        fits_total = self.fits_total
+        if self.halving is not None:
+            rounds = self.halving["n_candidates_"]
+            now = max(self.row_iter or [0])
+            fits_total = sum(rounds) * self.n_folds  # the plan's, not the rounds' so far
+            extra["halving"] = {"round": now + 1, "rounds": len(rounds),
+                                "candidates": rounds[now] if now < len(rounds) else 0}
         return {
             "state": self.state,
             "fits_done": self.fits_done,
-            "fits_total": self.fits_total,
+            "fits_total": fits_total,
             "errors": len(self.errors),
             "best_score": None if best is None or math.isnan(best) else best,
             "best_params": None if best_i is None else self.params[best_i],
             "test_score": self.test_score,
             "error": self.refit_error,
+            **extra,
         }
 
 

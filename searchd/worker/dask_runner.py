@@ -83,10 +83,11 @@ def cluster_address(backend: str, address: str | None, path: Path | str) -> str 
 
 def _evaluate_fold(template: Any, params: dict[str, Any], X: np.ndarray, y: np.ndarray,
                    splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring, i: int,
-                   fold: int) -> Outcome:
-    """Runs on a Dask worker: one task, with the data and splits it already holds."""
+                   fold: int, split: tuple[np.ndarray, np.ndarray] | None = None) -> Outcome:
+    """Runs on a Dask worker: one task, with the data and splits it already holds
+    (``split``: the task's own indices, a halving round's subsample of its fold)."""
     from searchd.worker.evaluate import evaluate
-    train, test = splits[fold]
+    train, test = splits[fold] if split is None else split
     return evaluate(template, params, X, y, train, test, scoring, i, fold)
 
 
@@ -185,7 +186,8 @@ class DaskCluster:
                     return
                 # a unique key: the same task resubmitted after a restart is new work
                 done.add(client.submit(_evaluate_fold, tf, t.params, Xf, yf, sf, scf, t.i,
-                                       t.fold, key=f"searchd-eval-{uuid.uuid4().hex}"))
+                                       t.fold, t.split,
+                                       key=f"searchd-eval-{uuid.uuid4().hex}"))
                 outstanding += 1
 
         submit_more()

@@ -23,6 +23,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import all_estimators
 
 from searchd.errors import JobSpecError
+from searchd.jobs.distributions import Distribution
 from searchd.jobs.messages import clip
 from searchd.jobs.spec import JobSpec, ModelSpec, Value
 from searchd.worker import param_policy
@@ -253,7 +254,9 @@ def check_model(job: JobSpec, model: ModelSpec, allow: Sequence[str]) -> BaseEst
     template = build_template(job, model, allow)
     valid = template.get_params(deep=True)
     steps = {s.name for s in job.preprocess}
-    for g in model.grid:
+    for grid in model.grid:
+        # a distribution's draws are numbers: build_candidate polices them as they come
+        g = {k: [] if isinstance(v, Distribution) else v for k, v in grid.items()}
         built: dict[str, list[Any]] = {}
         for key, values in g.items():
             where = f"{job.path}: models.{model.name}.grid.{clip(key)}"

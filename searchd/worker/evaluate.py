@@ -26,6 +26,12 @@ class Task:
     fold: int
     #: the candidate's parameters, built (estimator-valued ones are estimators)
     params: dict[str, Any]
+    #: (train, test) indices when not the fold's own (a halving round's subsample of it)
+    split: tuple[np.ndarray, np.ndarray] | None = None
+
+    def indices(self, splits: list[tuple[np.ndarray, np.ndarray]]
+                ) -> tuple[np.ndarray, np.ndarray]:
+        return self.split if self.split is not None else splits[self.fold]
 
 
 class Outcome(NamedTuple):
@@ -115,5 +121,5 @@ def evaluate_batch(template: Any, scoring: Scoring, batch: list[Task]) -> list[O
     """In a pool process: ``evaluate`` each task on the data its initializer kept."""
     assert _pool_data is not None, "not a searchd pool process"
     X, y, splits = _pool_data
-    return [evaluate(template, t.params, X, y, *splits[t.fold], scoring, t.i, t.fold)
+    return [evaluate(template, t.params, X, y, *t.indices(splits), scoring, t.i, t.fold)
             for t in batch]

@@ -36,6 +36,7 @@ from searchd.worker.data import Dataset, load_dataset
 from searchd.worker.estimators import build_candidate, check_model, is_classification
 from searchd.worker.evaluate import Task, longest_first
 from searchd.worker.events import Events
+from searchd.worker.halving import task_split
 from searchd.worker.plan import Scoring, Split, add_batch, empty_results, splits
 from searchd.worker.refit import Refit
 from searchd.worker.runner import Runner, make_runner
@@ -168,7 +169,8 @@ class JobRun:
             res = self.models[m.name] = empty_results(self.spec, m, data.digest)
             if old and m.name in old.models:
                 self.resumed[m.name] = old.models[m.name]
-            self.strategies[m.name] = strategy_for(self.spec, m)
+            self.strategies[m.name] = strategy_for(self.spec, m, templates[m.name],
+                                                   data.y_train, self.resumed.get(m.name))
             self.batches[m.name] = self._next_batch(m.name) or []
             if res.fits_done:
                 log.info("%s: %s: resumed %d of %d fits from the checkpoint",
@@ -222,7 +224,8 @@ class JobRun:
         built = {i: build_candidate(res.params[i], self.spec, self.allow, where)
                  for i in {i for i, _ in pending}}
         order = longest_first(pending, self._task_seconds(res))
-        tasks = (Task(i, f, built[i]) for i, f in order)
+        tasks = (Task(i, f, built[i], split=task_split(res, i, self.splits[f]))
+                 for i, f in order)
         if not self.dispatched:
             self.dispatched = True
             self.events.send(protocol.Dispatching())  # the search proper starts now

@@ -211,7 +211,7 @@ class LocalRunner:
     def _fit(self, st: _Stream, t: Task) -> Outcome:
         """One task in this process; until the pool runs, decide whether to start it."""
         start = time.perf_counter()
-        outcome = evaluate(st.template, t.params, self.X, self.y, *self.splits[t.fold],
+        outcome = evaluate(st.template, t.params, self.X, self.y, *t.indices(self.splits),
                            st.scoring, t.i, t.fold)
         if not st.fed:
             took = time.perf_counter() - start

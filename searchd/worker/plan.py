@@ -7,7 +7,6 @@ results is found by that key, whatever order or batch it comes in.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
@@ -15,16 +14,15 @@ from sklearn.metrics import check_scoring
 from sklearn.model_selection import KFold, ParameterGrid, StratifiedKFold
 from sklearn.utils.multiclass import type_of_target
 
-from searchd.jobs.spec import JobSpec, ModelSpec, canonical
+from searchd.jobs.spec import JobSpec, ModelSpec
 from searchd.state.results import ModelResults
 from searchd.worker.data import STRATIFIED
-from searchd.worker.strategy import strategy_for
+from searchd.worker.strategy import Batch, content_key, strategy_for
 
 Split = tuple[np.ndarray, np.ndarray]
 
-
-def content_key(value: Any) -> str:
-    return hashlib.sha256(canonical(value).encode()).hexdigest()[:20]
+__all__ = ["Scoring", "Split", "add_batch", "candidates", "content_key", "empty_results",
+           "model_key", "new_results", "scorer_names", "splits"]
 
 
 def candidates(model: ModelSpec) -> list[dict[str, Any]]:
@@ -55,8 +53,14 @@ def empty_results(job: JobSpec, model: ModelSpec, data_digest: str) -> ModelResu
 
 
 def add_batch(res: ModelResults, batch: list[dict[str, Any]]) -> list[int]:
-    """The rows of a strategy's batch, added by content key where new."""
-    return res.add_candidates([content_key(c) for c in batch], batch)
+    """The rows of a strategy's batch, added by content key where new (a :class:`Batch`
+    names its rows' keys, and a halving round its round)."""
+    if not isinstance(batch, Batch):
+        return res.add_candidates([content_key(c) for c in batch], batch)
+    rows = res.add_candidates(batch.keys, batch)
+    if batch.round is not None and batch.n_resources is not None:
+        res.set_rounds(rows, batch.round, batch.n_resources)
+    return rows
 
 
 def new_results(job: JobSpec, model: ModelSpec, data_digest: str) -> ModelResults:
