@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-load", type=_pct, help="pause above this other load (%% of all CPUs)")
     r.add_argument("--resume-after", type=float, help="seconds of quiet before resuming")
     r.add_argument("--sample-interval", type=float)
-    r.add_argument("--pause-after", type=int, help="busy samples in a row before pausing")
+    r.add_argument("--pause-after", help="busy samples in a row before pausing, or a grace "
+                   "period such as 10s")
     r.add_argument("--min-free-memory", type=_pct)
     r.add_argument("--max-suspend", type=float, help="seconds suspended before the worker "
                    "is stopped to free memory (0 = never)")
