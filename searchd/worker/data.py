@@ -334,7 +334,7 @@ def _csv_rows(rows: Iterator[list[str]], target: str, where: str, shown: str,
             raise DataError(f"{where}: {shown}: row {n} has {len(r)} fields, the header "
                             f"{len(header)}")
         if len(cells) + len(y_raw) + len(r) > most:
-            raise _too_large(where, f"{shown}: by row {n:,} its values take more than",
+            raise _too_large(where, f"{shown}: by row {n:,} its values take",
                              (len(cells) + len(y_raw) + len(r)) * CELL_BYTES, max_bytes)
         try:
             cells.extend(float(v) for i, v in enumerate(r) if i != t)
