@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m bench.report [--repeats N] [--keep]
+    python -m bench.report [--repeats N] [--keep] [--reuse DIR]
 
 It runs two real jobs once with ``python -m searchd run --drain`` on a temporary folder
 (iris, 2 folds; ~1-2 min on 2 busy cores), adds a day of timeline (one point every 5 s,
@@ -120,13 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument("--reuse", type=Path, metavar="DIR",
+                    help="time the jobs of a folder kept by --keep (no new runs)")
     args = ap.parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="bench-report-"))
+    root = args.reuse or Path(tempfile.mkdtemp(prefix="bench-report-"))
     try:
         import matplotlib
         print(f"scikit-learn {sklearn.__version__}, matplotlib {matplotlib.__version__}, "
               f"python {sys.version.split()[0]}")
-        state = build(root)
+        state = root / "state" if args.reuse else build(root)
         print(f"{'job':>4} {'candidates':>10} {'bytes':>10} {'write_report (s)':>17} "
               f"{'searchd report (s)':>19}   medians of {args.repeats}")
         ok = True
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept: {root}")
         return 0
     finally:
-        if not args.keep:
+        if not args.keep and not args.reuse:
             shutil.rmtree(root, ignore_errors=True)
 
 

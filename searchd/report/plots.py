@@ -67,7 +67,7 @@ def _figure(width: float = 6.0, height: float = 3.3) -> Figure:
 
 
 def _margins(fig: Figure, ylabel_chars: int = 6, rotated_chars: int = 0,
-             right: float = 0.15) -> None:
+             right: float = 0.3) -> None:
     """Fixed margins in inches, from the longest tick labels: matplotlib's layout engines
     measure every text and cost about half of the drawing time."""
     w, h = fig.get_size_inches()
@@ -189,7 +189,8 @@ def profile(m: ModelView, axis: ParamAxis, uid: str) -> str:
             ax.set_xlim(-0.6, n - 0.4)
         ax.set_xlabel(axis.name)
         ax.set_ylabel(f"mean CV {m.scorer}")
-        ax.legend(loc="lower right", framealpha=0.8, frameon=True)
+        ax.margins(0.06, 0.1)
+        ax.legend(loc="best", framealpha=0.8, frameon=True)
         _margins(fig, 6, rotated)
     return plot(draw, uid, f"{m.name}: mean CV {m.scorer} against {axis.name}")
 
@@ -316,6 +317,7 @@ def fit_time(m: ModelView, uid: str) -> str:
             _log_x(ax)
         ax.set_xlabel("mean fit time (s)")
         ax.set_ylabel(f"mean CV {m.scorer}")
-        ax.legend(loc="lower right", framealpha=0.8, frameon=True)
+        ax.margins(0.06, 0.1)
+        ax.legend(loc="best", framealpha=0.8, frameon=True)
         _margins(fig)
     return plot(draw, uid, f"{m.name}: mean CV {m.scorer} against fit time")
