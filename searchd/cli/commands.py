@@ -12,6 +12,7 @@ from typing import Any
 from searchd.errors import JobSpecError, NotFoundError, SearchdError
 from searchd.jobs.folder import scan
 from searchd.jobs.ids import SUFFIXES, job_id_problem
+from searchd.jobs.limits import JobLimits, effective_priority
 from searchd.jobs.load import load_job
 from searchd.jobs.spec import JobSpec
 from searchd.settings import Settings
@@ -56,11 +57,12 @@ def check_job(path: Path, settings: Settings) -> tuple[JobSpec, dict[str, Any]]:
     from searchd.worker.estimators import check_model, is_classification
     if path.suffix not in SUFFIXES:
         raise JobSpecError(f"{path}: a job file ends in .toml or .json")
-    spec = load_job(path, settings.max_candidates)
+    spec = load_job(path, JobLimits.of(settings))
     for m in spec.models:
         check_model(spec, m, settings.allow_modules)
     data = load_dataset(spec, is_classification(spec, settings.allow_modules),
-                        data_dirs=settings.data_dirs, state_dir=settings.state_dir)
+                        data_dirs=settings.data_dirs, state_dir=settings.state_dir,
+                        max_bytes=settings.max_data_bytes)
     info = {"train_samples": len(data.y_train),
             "test_samples": None if data.y_test is None else len(data.y_test),
             "features": int(data.X_train.shape[1]) if data.X_train.ndim > 1 else 1}
@@ -171,6 +173,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             notes.append("the job file changed since it was accepted; the frozen spec runs")
         if r.file_removed:
             notes.append("the job file was removed; its results stay")
+        runs_at = effective_priority(r.priority, settings.max_priority)
+        if runs_at != r.priority and r.state in (JobState.QUEUED, JobState.RUNNING,
+                                                 JobState.PAUSED):
+            notes.append(f"priority {r.priority} runs as {runs_at} (max_priority)")
         for n in notes:
             print(f"    {n}")
         for name, m in r.models.items():

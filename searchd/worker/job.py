@@ -25,6 +25,7 @@ from searchd import lifeline as guard
 from searchd import protocol
 from searchd.errors import SearchdError
 from searchd.jobs.folder import frozen_spec
+from searchd.jobs.limits import JobLimits
 from searchd.protocol import Exit
 from searchd.settings import Settings
 from searchd.state.checkpoint import BASE as RESULTS
@@ -57,6 +58,7 @@ class JobRun:
         self.n_jobs, self.interval = settings.n_jobs, settings.checkpoint_interval
         self.allow = settings.allow_modules
         self.data_dirs = settings.data_dirs  #: where csv:/npz: files may be, besides jobs_dir
+        self.max_data_bytes = settings.max_data_bytes
         self.events = events
         self.lock = threading.RLock()
         self.stop_requested = False
@@ -66,7 +68,7 @@ class JobRun:
         self.flush_failures = 0
         self.store = CheckpointStore(job_dir, load_key(job_dir.parent), job_id)
         self.ckpt = ResultsCheckpoint(self.store)
-        self.spec = frozen_spec(job_dir, settings.jobs_dir, job_id, settings.max_candidates)
+        self.spec = frozen_spec(job_dir, settings.jobs_dir, job_id, JobLimits.of(settings))
         # before the data loads: a job asking for a cluster the daemon lacks is invalid
         self.address = cluster_address(self.spec.search.backend, settings.dask_scheduler,
                                        self.spec.path)
@@ -154,7 +156,8 @@ class JobRun:
         templates = {m.name: check_model(self.spec, m, self.allow) for m in self.spec.models}
         classification = is_classification(self.spec, self.allow)
         self.data = data = load_dataset(self.spec, classification, data_dirs=self.data_dirs,
-                                        state_dir=self.dir.parent)
+                                        state_dir=self.dir.parent,
+                                        max_bytes=self.max_data_bytes)
         old, refused = read_results(self.store, quarantine=True)
         if old is not None and old.data_digest != data.digest:
             log.warning("%s: the data changed since the checkpoint; starting over (the old "
