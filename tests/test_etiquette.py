@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from conftest import Env, fits_logged
 from reference import assert_same_as_gridsearch
-from test_daemon_step import running
 from test_daemon_step import rig as stepped
+from test_daemon_step import running
 from test_idle_daemon import all_stopped, none_stopped, status_of, stop_daemon, wait_until
 
 import searchd
@@ -95,7 +95,7 @@ def test_heat_pauses_after_pause_after_and_resumes_5_degrees_below_for_resume_af
         "cooling: coretemp Package id 0 88°C, resumes below 85°C"
     assert feed(g, 3, temperatures={cpu: 85.0}).reason == "cooling: 85°C <= 85°C for 0s of 10s"
     assert not feed(g, 12, temperatures={cpu: 84.0}).run
-    assert feed(g, 12.5, temperatures={cpu: 86.0}).reason.startswith("cooling: coretemp")
+    assert str(feed(g, 12.5, temperatures={cpu: 86.0}).reason).startswith("cooling: coretemp")
     assert not feed(g, 22, temperatures={cpu: 80.0, "acpitz 0": 84.9}).run  # count restarted
     assert feed(g, 32.5, temperatures={cpu: 80.0, "acpitz 0": 84.9}).run
 
@@ -312,8 +312,8 @@ def test_every_etiquette_rule_applies_with_ignore_load() -> None:
     assert feed(g, 2, apps=frozenset({"zoom"})).reason == "exclusive app running: zoom"
     g = gate(ignore_load=True, max_temperature=80.0, pause_while_user_active=60.0,
              pause_after=1)
-    assert feed(g, 0, user_idle=5.0, idle_source="logind").reason.startswith("user active")
-    assert feed(g, 1, temperatures={"cpu 0": 85.0}).reason.startswith("hot: cpu 0 85°C")
+    assert str(feed(g, 0, user_idle=5.0, idle_source="logind").reason).startswith("user active")
+    assert str(feed(g, 1, temperatures={"cpu 0": 85.0}).reason).startswith("hot: cpu 0 85°C")
 
 
 def test_reasons_in_priority_order() -> None:
@@ -325,11 +325,10 @@ def test_reasons_in_priority_order() -> None:
     for expected in order:
         reason = feed(g, 0, load=0.9, **everything).reason
         assert reason is not None and reason.startswith(expected), (expected, reason)
-        everything = {**everything, **{"on battery": {"on_battery": False},
-                                       "exclusive app running": {"apps": frozenset()},
-                                       "user active": {"user_idle": None},
-                                       "hot:": {"temperatures": {}},
-                                       "other load": {}}[expected]}
+        lift: dict[str, dict[str, Any]] = {
+            "on battery": {"on_battery": False}, "exclusive app running": {"apps": frozenset()},
+            "user active": {"user_idle": None}, "hot:": {"temperatures": {}}, "other load": {}}
+        everything = {**everything, **lift[expected]}
         g = gate(max_temperature=80.0, pause_while_user_active=60.0, pause_after=1)
 
 
