@@ -1,8 +1,10 @@
 """A job's report: one self-contained HTML page with plots (``searchd report JOB``).
 
-``gather`` reads the job through the public read API, ``page`` and ``sections`` make
-the HTML, ``plots`` the inline SVG (matplotlib), ``stats`` the fold-paired comparison,
-``timeline`` the fits-over-time record. Importing this package loads none of them:
+``gather`` reads the job through the public read API (``axes`` turns the searched
+parameters into plot axes and edge-of-grid advice), ``stats`` makes the fold-paired
+comparison, ``page`` and ``sections`` the HTML (``fmt`` its small helpers), ``plots`` the
+plots and ``svg`` their matplotlib-to-inline-SVG machinery; ``timeline`` reads and
+appends the fits-over-time record. Importing this package loads none of them:
 the supervisor may import :mod:`searchd.report.timeline` without matplotlib or numpy.
 """
 

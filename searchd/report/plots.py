@@ -1,102 +1,32 @@
-"""The report's plots: matplotlib's SVG backend, inline and deterministic.
+"""The report's plots, each a function from plain data to an inline ``<svg>``.
 
-matplotlib is imported here only, lazily (``import searchd`` and the supervisor never
-load it). Every plot is a :class:`~matplotlib.figure.Figure` of its own (no pyplot, no
-global figure state) saved under fixed rcParams: ``svg.hashsalt`` makes the ids the
-same on every run, no date is written, and text stays text (``svg.fonttype = none``).
-The number of SVG elements is bounded whatever the number of candidates: profiles
-have one point per parameter value, scatter plots a bounded sample, heatmaps one image.
+The number of SVG elements is bounded whatever the number of candidates: profiles have
+one point per parameter value, scatter plots a bounded sample, heatmaps one image.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from searchd.report.axes import ParamAxis
 from searchd.report.gather import ModelView
+from searchd.report.svg import category_ticks, log_x, margins, plot
 from searchd.report.timeline import TimelinePoint
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-RC: dict[str, Any] = {
-    "svg.hashsalt": "searchd-report", "svg.fonttype": "none", "svg.image_inline": True,
-    "font.size": 9, "font.family": "sans-serif", "axes.titlesize": 10,
-    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
-    "grid.alpha": 0.3, "grid.linewidth": 0.6, "legend.fontsize": 8, "legend.frameon": False,
-    "path.simplify": True, "image.cmap": "viridis",
-}
 #: at most this many points in a scatter plot (the frontier and the best first)
 MAX_SCATTER = 500
 #: at most this many x positions in a profile (more numeric values are binned)
 MAX_PROFILE = 300
 #: a heatmap cell shows its value up to this many cells
 ANNOTATE_CELLS = 150
-#: tick labels per heatmap axis
-MAX_TICKS = 16
 BEST = "#d62728"
 LINE = "#1f77b4"
-
-_XML_HEAD = re.compile(r"\A.*?(?=<svg)", re.S)
-_DROP = re.compile(r"<metadata>.*?</metadata>\s*|<style type=\"text/css\">.*?</style>\s*",
-                   re.S)
-_SIZE = re.compile(r'<svg([^>]*?) width="[^"]*" height="[^"]*"')
-_IDS = re.compile(r'(id="|url\(#|href="#)')
-
-
-@contextmanager
-def _rc() -> Iterator[None]:
-    import matplotlib
-
-    with matplotlib.rc_context(RC):  # type: ignore[arg-type]  # keys typed as Literals
-        yield
-
-
-def _figure(width: float = 6.0, height: float = 3.3) -> Figure:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height))
-
-
-def _margins(fig: Figure, ylabel_chars: int = 6, rotated_chars: int = 0,
-             right: float = 0.3) -> None:
-    """Fixed margins in inches, from the longest tick labels: matplotlib's layout engines
-    measure every text and cost about half of the drawing time."""
-    w, h = fig.get_size_inches()
-    left = 0.45 + 0.075 * max(ylabel_chars, 4)
-    bottom = 0.5 + (0.045 * min(rotated_chars, 40) if rotated_chars else 0.0)
-    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=min(bottom / h, 0.5),
-                        top=1 - 0.12 / h)
-
-
-def to_svg(fig: Figure, uid: str, label: str) -> str:
-    """The figure as an ``<svg>`` element for inline use: its ids prefixed with ``uid``
-    (ids must be unique across the page), sized by CSS, without the XML prologue."""
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, dpi=144)
-    text = _DROP.sub("", _XML_HEAD.sub("", buf.getvalue(), count=1))
-    text = _SIZE.sub(r'<svg\1', text, count=1)
-    text = _IDS.sub(lambda m: f"{m.group(1)}{uid}-", text)
-    safe = label.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
-    return text.replace("<svg", f'<svg class="plot" role="img" aria-label="{safe}"', 1)
-
-
-def plot(draw: Callable[[Figure], None], uid: str, label: str,
-         size: tuple[float, float] = (6.0, 3.3)) -> str:
-    """``draw`` on a fresh figure under the report's rcParams, as inline SVG."""
-    with _rc():
-        fig = _figure(*size)
-        draw(fig)
-        return to_svg(fig, uid, label)
-
 
 # --- the job --------------------------------------------------------------------------------
 
@@ -125,7 +55,7 @@ def timeline(points: list[TimelinePoint], fits_total: int, uid: str) -> str:
         ax.set_ylabel("fits done")
         ax.set_ylim(bottom=0)
         ax.legend(loc="lower right")
-        _margins(fig, len(f"{max(int(y.max()), fits_total):,}"))
+        margins(fig, len(f"{max(int(y.max()), fits_total):,}"))
     return plot(draw, uid, "fits done over time", size=(11.0, 3.0))
 
 
@@ -182,25 +112,17 @@ def profile(m: ModelView, axis: ParamAxis, uid: str) -> str:
             ax.plot([bx], [m.mean[m.best]], marker="*", ms=11, color=BEST, ls="none",
                     label="best candidate")
         if axis.log:
-            _log_x(ax)
+            log_x(ax)
         rotated = 0
         if not axis.numeric:
-            rotated = _category_ticks(ax, "x", [axis.label(i) for i in range(n)])
+            rotated = category_ticks(ax, "x", [axis.label(i) for i in range(n)])
             ax.set_xlim(-0.6, n - 0.4)
         ax.set_xlabel(axis.name)
         ax.set_ylabel(f"mean CV {m.scorer}")
         ax.margins(0.06, 0.1)
         ax.legend(loc="best", framealpha=0.8, frameon=True)
-        _margins(fig, 6, rotated)
+        margins(fig, 6, rotated)
     return plot(draw, uid, f"{m.name}: mean CV {m.scorer} against {axis.name}")
-
-
-def _log_x(ax: Axes) -> None:
-    """A log x axis without minor ticks (each tick is costly to draw, and clutters)."""
-    from matplotlib.ticker import NullLocator
-
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_locator(NullLocator())
 
 
 def _bin(x: np.ndarray, *ys: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -214,24 +136,6 @@ def _bin(x: np.ndarray, *ys: np.ndarray) -> tuple[np.ndarray, ...]:
             np.array([np.nanmin(lo[g]) if np.isfinite(lo[g]).any() else np.nan
                       for g in groups])]
     return tuple(out)
-
-
-def _category_ticks(ax: Axes, which: str, labels: list[str]) -> int:
-    """Ticks at the categories (every n-th when there are many); returns the length of
-    the longest label when the x labels are rotated (for the margin), else 0."""
-    step = max(1, math.ceil(len(labels) / MAX_TICKS))
-    pos = list(range(0, len(labels), step))
-    shown = [labels[i] for i in pos]
-    longest = max(map(len, shown))
-    if which == "y":
-        ax.set_yticks(pos, shown)
-        ax.grid(False, axis="y")
-        return 0
-    rotate = len(pos) * max(longest, 3) > 60
-    ax.set_xticks(pos, shown, rotation=30 if rotate else 0,
-                  ha="right" if rotate else "center")
-    ax.grid(False, axis="x")
-    return longest if rotate else 0
 
 
 def heatmap(m: ModelView, ax_x: ParamAxis, ax_y: ParamAxis, uid: str) -> str:
@@ -259,12 +163,12 @@ def heatmap(m: ModelView, ax_x: ParamAxis, ax_y: ParamAxis, uid: str) -> str:
             ax.add_patch(Rectangle((ax_x.codes[m.best] - 0.5, ax_y.codes[m.best] - 0.5), 1, 1,
                                    fill=False, ec=BEST, lw=2.5))
         ylabels = [ax_y.label(i) for i in range(len(ax_y.values))]
-        rotated = _category_ticks(ax, "x", [ax_x.label(i) for i in range(len(ax_x.values))])
-        _category_ticks(ax, "y", ylabels)
+        rotated = category_ticks(ax, "x", [ax_x.label(i) for i in range(len(ax_x.values))])
+        category_ticks(ax, "y", ylabels)
         ax.set_xlabel(ax_x.name)
         ax.set_ylabel(ax_y.name)
         ax.grid(False)
-        _margins(fig, max(map(len, ylabels)), rotated, right=0.75)
+        margins(fig, max(map(len, ylabels)), rotated, right=0.75)
     return plot(draw, uid, f"{m.name}: mean CV {m.scorer} over {ax_x.name} and {ax_y.name}")
 
 
@@ -314,10 +218,10 @@ def fit_time(m: ModelView, uid: str) -> str:
         t = m.fit_time[pts]  # what is drawn: a log axis over it then has a labelled tick
         t = t[np.isfinite(t) & (t > 0)]
         if t.size and t.max() / t.min() > 10:
-            _log_x(ax)
+            log_x(ax)
         ax.set_xlabel("mean fit time (s)")
         ax.set_ylabel(f"mean CV {m.scorer}")
         ax.margins(0.06, 0.1)
         ax.legend(loc="best", framealpha=0.8, frameon=True)
-        _margins(fig)
+        margins(fig)
     return plot(draw, uid, f"{m.name}: mean CV {m.scorer} against fit time")
