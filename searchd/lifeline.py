@@ -186,6 +186,29 @@ def end_leftovers(state_dir: Path) -> int:
     return len(found)
 
 
+def limit_address_space(nbytes: int) -> int:
+    """Cap this process's address space (``RLIMIT_AS``, inherited by the processes it
+    starts) at ``nbytes``, so that a runaway allocation fails as ``MemoryError`` instead of
+    waking the out-of-memory killer; returns the cap set.
+
+    Never below what the process already maps plus 256 MiB (a cap under that would fail
+    the next allocation, not the runaway one), never above the hard limit.
+    """
+    import resource
+
+    floor = psutil.Process().memory_info().vms + 256 * 2**20
+    if nbytes < floor:
+        log.warning("max_memory gives each process %d MiB, less than it already maps plus "
+                    "256 MiB; using %d MiB", nbytes >> 20, floor >> 20)
+        nbytes = floor
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        nbytes = min(nbytes, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (nbytes, hard))
+    log.info("address space of the job's processes capped at %d MiB each", nbytes >> 20)
+    return nbytes
+
+
 # --- the deathwatch ------------------------------------------------------------------------
 
 

@@ -96,6 +96,21 @@ def resolve(name: str, allow_modules: Sequence[str] = (), where: str = "") -> ty
     return cls
 
 
+#: an estimator's own n_jobs (at any depth) is capped at this: each of the job's n_jobs
+#: processes fits one task at a time, so inner processes or threads would only take cores
+#: the job was not given (BaggingClassifier(n_jobs=60) once started 48 processes on 2
+#: CPUs). scikit-learn's results do not depend on n_jobs.
+INNER_N_JOBS = 1
+
+
+def cap_n_jobs(value: Any) -> Any:
+    """An ``n_jobs`` value, capped at :data:`INNER_N_JOBS` (None, 1 and non-ints stay)."""
+    if isinstance(value, int) and not isinstance(value, bool) and \
+            (value < 0 or value > INNER_N_JOBS):
+        return INNER_N_JOBS
+    return value
+
+
 def build_value(value: Value, allow: Sequence[str], where: str) -> Any:
     """A job-file value → the Python object handed to set_params."""
     if isinstance(value, dict) and "estimator" in value:
@@ -115,6 +130,9 @@ def build_estimator(name: str, params: Mapping[str, Value], allow: Sequence[str]
         raise JobSpecError(f"{where}.estimator: {clip(repr(name))} cannot be built without "
                            f"arguments: {e}") from None
     _set(est, built, f"{where}.params")
+    own = est.get_params(deep=False)
+    if "n_jobs" in own and cap_n_jobs(own["n_jobs"]) != own["n_jobs"]:
+        est.set_params(n_jobs=cap_n_jobs(own["n_jobs"]))
     for key, value in built.items():
         if "__" not in key:
             police(est, key, value, f"{where}.params.{clip(key)}")
@@ -241,6 +259,8 @@ def build_candidate(params: Mapping[str, Value], job: JobSpec, allow: Sequence[s
                     where: str) -> dict[str, Any]:
     steps = {s.name for s in job.preprocess}
     built = {grid_key(k, steps): build_value(v, allow, f"{where}.{k}") for k, v in params.items()}
+    built = {k: cap_n_jobs(v) if k.rpartition("__")[2] == "n_jobs" else v
+             for k, v in built.items()}
     for k, v in built.items():  # check_model has checked them by owner; this is by name
         rule = param_policy.RULES.get(k.rpartition("__")[2])
         if rule is not None and not (rule.test is not None and rule.test(v)):

@@ -6,9 +6,11 @@ runs (the worker, a pool process, a Dask worker): the scores are the same everyw
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import joblib
@@ -16,7 +18,12 @@ import numpy as np
 from sklearn.base import clone
 
 from searchd import lifeline as guard
+from searchd.worker import poison
 from searchd.worker.plan import Scoring
+
+#: the longest fit error kept (log, checkpoint, summary): a message may quote a parameter
+#: value whole, and one 100 kB value failing 600 fits once made a 120 MB log
+MAX_ERROR_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,9 @@ class Task:
     def indices(self, splits: list[tuple[np.ndarray, np.ndarray]]
                 ) -> tuple[np.ndarray, np.ndarray]:
         return self.split if self.split is not None else splits[self.fold]
+
+    #: the task's name in fit records and strikes (``poison.task_tag``)
+    tag: str = ""
 
 
 class Outcome(NamedTuple):
@@ -59,14 +69,27 @@ def evaluate(template: Any, params: dict[str, Any], X: np.ndarray, y: np.ndarray
     try:
         est.fit(X[train], y[train])
     except Exception as e:  # noqa: BLE001 - recorded as error_score=nan, like GridSearchCV
-        return Outcome(i, fold, None, time.time() - start, 0.0, f"{type(e).__name__}: {e}")
+        return Outcome(i, fold, None, time.time() - start, 0.0, fit_error(e))
     fit_time = time.time() - start
     start = time.time()
     try:
         scores = scoring(est, X[test], y[test])
     except Exception as e:  # noqa: BLE001
-        return Outcome(i, fold, None, fit_time, time.time() - start, f"{type(e).__name__}: {e}")
+        return Outcome(i, fold, None, fit_time, time.time() - start, fit_error(e))
     return Outcome(i, fold, scores, fit_time, time.time() - start, None)
+
+
+def fit_error(e: BaseException) -> str:
+    """``Type: message``, on one line and at most :data:`MAX_ERROR_CHARS` characters."""
+    return clip_error(f"{type(e).__name__}: {e}")
+
+
+def clip_error(text: str) -> str:
+    if not text.isprintable():
+        text = text.encode("unicode_escape").decode("ascii")
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    return f"{text[:MAX_ERROR_CHARS]}... ({len(text):,} characters, clipped)"
 
 
 def longest_first(pending: list[tuple[int, int]],
@@ -104,13 +127,22 @@ def longest_first(pending: list[tuple[int, int]],
 
 #: the pool process's copy of the job's (X, y, splits), set by its initializer
 _pool_data: tuple[Any, Any, list[tuple[np.ndarray, np.ndarray]]] | None = None
+#: the pool process's fit record (which task it fits), set by its initializer
+_record: poison.FitRecord | None = None
 
 
-def pool_init(parent: int, data: Any) -> None:
-    """In each pool process: die with the worker, keep the job's data for every batch."""
-    global _pool_data
+def pool_init(parent: int, data: Any, records: str | None = None,
+              max_fit_seconds: float = 0.0) -> None:
+    """In each pool process: die with the worker, keep the job's data for every batch,
+    name each task it fits in its record, and stop itself over a fit past the time limit."""
+    global _pool_data, _record
     guard.child_init(parent)
     _pool_data = joblib.load(data, mmap_mode="r") if isinstance(data, str) else data
+    if records is not None:
+        _record = poison.FitRecord(Path(records), "pool")
+        if max_fit_seconds > 0:
+            poison.watch_time(_record, max_fit_seconds,
+                              lambda: os._exit(poison.TIMEOUT_EXIT))
 
 
 def warm() -> None:
@@ -122,4 +154,14 @@ def evaluate_batch(template: Any, scoring: Scoring, batch: list[Task]) -> list[O
     assert _pool_data is not None, "not a searchd pool process"
     X, y, splits = _pool_data
     return [evaluate(template, t.params, X, y, *t.indices(splits), scoring, t.i, t.fold)
-            for t in batch]
+            for t in _recording(batch)]
+
+
+def _recording(batch: list[Task]) -> Iterator[Task]:
+    """The batch's tasks, each named in this process's record while it is evaluated."""
+    for t in batch:
+        if _record is not None:
+            _record.start(t.tag)
+        yield t
+        if _record is not None:
+            _record.end()

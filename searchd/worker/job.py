@@ -10,12 +10,13 @@ progress and honours a stop request, whatever the fits do.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from searchd import protocol
 from searchd.errors import SearchdError
 from searchd.jobs.folder import frozen_spec
 from searchd.jobs.limits import JobLimits
+from searchd.jobs.messages import brief
 from searchd.protocol import Exit
 from searchd.settings import Settings
 from searchd.state.checkpoint import BASE as RESULTS
@@ -35,12 +37,13 @@ from searchd.state.store import CheckpointStore, load_key, open_private_append
 from searchd.worker.dask_runner import cluster_address
 from searchd.worker.data import Dataset, load_dataset
 from searchd.worker.estimators import build_candidate, check_model, is_classification
-from searchd.worker.evaluate import Task, longest_first
+from searchd.worker.evaluate import Outcome, Task, longest_first
 from searchd.worker.events import Events
 from searchd.worker.halving import task_split
 from searchd.worker.plan import Scoring, Split, add_batch, empty_results, splits
+from searchd.worker.poison import MAX_FIT_DEATHS, TIMEOUT_EXIT, FitGuard, FitRecord, task_tag
 from searchd.worker.refit import Refit
-from searchd.worker.runner import Runner, make_runner
+from searchd.worker.runner import Runner, job_n_jobs, make_runner
 from searchd.worker.strategy import Strategy, strategy_for
 
 log = logging.getLogger("searchd.worker")
@@ -60,6 +63,12 @@ class JobRun:
         self.data_dirs = settings.data_dirs  #: where csv:/npz: files may be, besides jobs_dir
         self.max_data_bytes = settings.max_data_bytes
         self.events = events
+        #: fit records, strikes against tasks whose process died, the fit time limit
+        self.guard = FitGuard(job_dir, settings.max_fit_seconds)
+        self.max_memory = settings.max_memory  #: MiB for the job's processes; 0 = no cap
+        #: prepare is done; until then a stop flushes nothing (the checkpoint on disk holds
+        #: everything, a snapshot of a half-prepared job would not)
+        self.prepared = False
         self.lock = threading.RLock()
         self.stop_requested = False
         self.dispatched = False
@@ -134,12 +143,22 @@ class JobRun:
             time.sleep(0.1)
             now = time.monotonic()
             if self.stop_requested:
-                log.info("%s: stopping: flushing the checkpoint", self.job_id)
-                self.flush()
+                log.info("%s: stopping: %s", self.job_id, "flushing the checkpoint"
+                         if self.prepared else "nothing to flush yet")
+                self.guard.stopping = True  # the pool's deaths from here on are ours
+                if self.prepared:
+                    self.flush()
                 guard.end_children()
+                self.guard.forget()
                 self.progress()  # the figures as flushed, for the supervisor's summary
                 self.events.send(protocol.Stopped())
                 os._exit(Exit.STOPPED)
+            record = self.guard.record
+            if self.guard.limit and record is not None and \
+                    record.running_for() > self.guard.limit:
+                self._fit_too_long(record)
+            if not self.prepared:
+                continue
             backoff = min(60.0, self.interval * 2 ** self.flush_failures)
             if self.dirty and now - self.last_flush >= (backoff if self.flush_failures
                                                          else self.interval):
@@ -148,13 +167,32 @@ class JobRun:
                 last_report = now
                 self.progress()
 
+    def _fit_too_long(self, record: FitRecord) -> None:
+        """A fit in this process ran past max_fit_seconds: a thread cannot be stopped, so
+        the worker marks its record, keeps its results and exits; the next worker records
+        that task as failed."""
+        log.error("%s: fit %s ran past max_fit_seconds (%g s) in the worker; restarting the "
+                  "worker to stop it (the fit is recorded as failed)", self.job_id,
+                  record.tag, self.guard.limit)
+        record.timed_out()
+        self.guard.stopping = True
+        if self.prepared:
+            self.flush()
+        guard.end_children()
+        os._exit(TIMEOUT_EXIT)
+
     # --- the job -------------------------------------------------------------------------------
 
     def prepare(self) -> dict[str, Any]:
         """Check every model, load the data, resume from the checkpoint, take each type's
         first batch (so status knows its fits); returns the estimator templates."""
+        self.guard.start()
         templates = {m.name: check_model(self.spec, m, self.allow) for m in self.spec.models}
         classification = is_classification(self.spec, self.allow)
+        if self.max_memory:
+            # the worker and its pool processes share the cap (a cluster's are its own)
+            share = 1 if self.address else job_n_jobs(self.spec, self.n_jobs)
+            guard.limit_address_space(self.max_memory * 2**20 // share)
         self.data = data = load_dataset(self.spec, classification, data_dirs=self.data_dirs,
                                         state_dir=self.dir.parent,
                                         max_bytes=self.max_data_bytes)
@@ -167,7 +205,8 @@ class JobRun:
         self.splits = old.splits if old else splits(
             self.spec, data.X_train, data.y_train, classification)
         self.runner = make_runner(self.spec, self.job_id, self.n_jobs, self.address,
-                                  data.X_train, data.y_train, self.splits, self.dir / POOL_DATA)
+                                  data.X_train, data.y_train, self.splits, self.dir / POOL_DATA,
+                                  self.guard)
         for m in self.spec.models:
             res = self.models[m.name] = empty_results(self.spec, m, data.digest)
             if old and m.name in old.models:
@@ -223,25 +262,68 @@ class JobRun:
         pending = res.pending(rows)
         if not pending:
             return
+        #: tasks whose process died with them (run alone below), tasks handed out by key
+        suspects: list[Task] = []
+        handed: dict[tuple[int, int], Task] = {}
         where = f"{self.spec.path}: models.{name}.grid"
         built = {i: build_candidate(res.params[i], self.spec, self.allow, where)
                  for i in {i for i, _ in pending}}
         order = longest_first(pending, self._task_seconds(res))
         tasks = (Task(i, f, built[i], split=task_split(res, i, self.splits[f]))
                  for i, f in order)
+        screened = self._screen(name, res, tasks, suspects, handed)
         if not self.dispatched:
             self.dispatched = True
             self.events.send(protocol.Dispatching())  # the search proper starts now
-        for o in self.runner.stream(template, tasks, scoring, count=len(pending)):
-            with self.lock:
-                res.record(o.i, o.fold, o.scores, o.fit_time, o.score_time, o.error)
-                self.ckpt.note((name, res.keys[o.i], o.fold, o.scores, o.fit_time,
-                                o.score_time, o.error))
-                self.dirty = True
-            os.write(self.fits_fd, b".")
-            if o.error is not None:
-                log.warning("%s: %s: candidate %s fold %d failed: %s", self.job_id, name,
-                            res.params[o.i], o.fold, o.error)
+        for o in self.runner.stream(template, screened, scoring, count=len(pending)):
+            self._record(name, res, o)
+        self._alone(name, template, scoring, res,
+                    suspects + [t for k, t in handed.items() if not res.done[k]])
+
+    def _record(self, name: str, res: ModelResults, o: Outcome) -> None:
+        with self.lock:
+            res.record(o.i, o.fold, o.scores, o.fit_time, o.score_time, o.error)
+            self.ckpt.note((name, res.keys[o.i], o.fold, o.scores, o.fit_time,
+                            o.score_time, o.error))
+            self.dirty = True
+        os.write(self.fits_fd, b".")
+        if o.error is not None:
+            log.warning("%s: %s: candidate %s fold %d failed: %s", self.job_id, name,
+                        brief(res.params[o.i]), o.fold, o.error)
+
+    def _screen(self, name: str, res: ModelResults, tasks: Iterator[Task],
+                suspects: list[Task], handed: dict[tuple[int, int], Task]) -> Iterator[Task]:
+        """``tasks`` named for their fit records; a task whose process died twice is
+        recorded as failed here, one whose process died once is kept for ``_alone``."""
+        strikes = self.guard.strikes
+        for t in tasks:
+            t = dataclasses.replace(t, tag=task_tag(name, res.keys[t.i], t.fold))
+            error = strikes.error(t.tag)
+            if error is not None:
+                self._record(name, res, Outcome(t.i, t.fold, None, 0.0, 0.0, error))
+            elif strikes.deaths(t.tag):
+                suspects.append(t)
+            else:
+                handed[(t.i, t.fold)] = t
+                yield t
+
+    def _alone(self, name: str, template: Any, scoring: Scoring, res: ModelResults,
+               tasks: list[Task]) -> None:
+        """Tasks whose process died with them in flight, each run by itself (so that its
+        next death names it alone), until done or recorded as failed."""
+        assert self.runner is not None
+        for t in tasks:
+            for _ in range(MAX_FIT_DEATHS + 1):
+                if res.done[t.i, t.fold]:
+                    break
+                error = self.guard.strikes.error(t.tag)
+                if error is not None:
+                    self._record(name, res, Outcome(t.i, t.fold, None, 0.0, 0.0, error))
+                    break
+                log.info("%s: %s: fitting %s fold %d alone: a process died with it in "
+                         "flight", self.job_id, name, brief(res.params[t.i]), t.fold)
+                for o in self.runner.stream(template, [t], scoring, count=1):
+                    self._record(name, res, o)
 
     def _task_seconds(self, res: ModelResults) -> Callable[[], np.ndarray]:
         def read() -> np.ndarray:
@@ -250,10 +332,12 @@ class JobRun:
         return read
 
     def run(self) -> int:
+        # the control thread first: a stop is honoured while the job prepares, too
+        threading.Thread(target=self.control_loop, name="control", daemon=True).start()
         templates = self.prepare()
         assert self.runner is not None
         self.flush()
-        threading.Thread(target=self.control_loop, name="control", daemon=True).start()
+        self.prepared = True
         refit: Refit | None = None
         todo = [m for m in self.spec.models if self.models[m.name].state != DONE]
         try:

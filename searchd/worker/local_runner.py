@@ -10,11 +10,14 @@ import itertools
 import logging
 import os
 import queue
+import re
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from joblib.externals.loky import ProcessPoolExecutor
 from joblib.parallel import ParallelBackendBase
 from threadpoolctl import threadpool_limits
 
+from searchd.worker import poison
 from searchd.worker.evaluate import Outcome, Task, evaluate, evaluate_batch, pool_init, warm
 from searchd.worker.plan import Scoring
 
@@ -52,6 +56,8 @@ class _Stream:
                  count: int | None) -> None:
         self.template, self.scoring = template, scoring
         self._it = iter(tasks)
+        #: tasks handed back (a pool process died with them in flight): taken first
+        self._back: deque[Task] = deque()
         self._lock = threading.Lock()
         self.left = count
         self.exhausted = False
@@ -64,8 +70,9 @@ class _Stream:
 
     def take(self, n: int = 1) -> list[Task]:
         with self._lock:
-            if self.exhausted:
-                return []
+            got = [self._back.popleft() for _ in range(min(n, len(self._back)))]
+            if got or self.exhausted:
+                return got
             got = list(itertools.islice(self._it, n))
             if len(got) < n:
                 self.exhausted = True
@@ -76,6 +83,14 @@ class _Stream:
     def close(self) -> None:
         with self._lock:
             self.exhausted = True
+            self._back.clear()
+
+    def push_back(self, tasks: list[Task]) -> None:
+        """Tasks to run again (their pool process died), before any other."""
+        with self._lock:
+            self._back.extend(tasks)
+            if self.left is not None:
+                self.left += len(tasks)
 
 
 class LocalRunner:
@@ -98,8 +113,11 @@ class LocalRunner:
 
     def __init__(self, n_jobs: int, X: np.ndarray, y: np.ndarray,
                  splits: list[tuple[np.ndarray, np.ndarray]],
-                 scratch: Path | None = None) -> None:
+                 scratch: Path | None = None, guard: poison.FitGuard | None = None) -> None:
         self.n_jobs = effective_n_jobs(n_jobs)
+        #: fit records, strikes and the fit time limit (None: none of that, e.g. in tools)
+        self.guard = guard
+        self._payload: Any = None
         self.X, self.y, self.splits = X, y, splits
         self.scratch = scratch
         self.ready = threading.Event()
@@ -145,15 +163,25 @@ class LocalRunner:
                                             daemon=True)
             self.starter.start()
 
+    def _new_pool(self) -> ProcessPoolExecutor:
+        """n_jobs - 1 processes, up and holding the data."""
+        # what joblib gives its own workers: no oversubscription by BLAS/OpenMP threads
+        env = {var: os.environ.get(var, str(self.threads))
+               for var in ParallelBackendBase.MAX_NUM_THREADS_VARS}
+        if self._payload is None:
+            self._payload = self._pool_payload()
+        g = self.guard
+        initargs = (os.getpid(), self._payload) if g is None else \
+            (os.getpid(), self._payload, str(g.folder), g.limit)
+        pool = ProcessPoolExecutor(max_workers=self.n_jobs - 1, initializer=pool_init,
+                                   initargs=initargs, env=env)
+        for f in [pool.submit(warm) for _ in range(self.n_jobs - 1)]:
+            f.result()
+        return pool
+
     def _start_pool(self) -> None:
         try:
-            # what joblib gives its own workers: no oversubscription by BLAS/OpenMP threads
-            env = {var: os.environ.get(var, str(self.threads))
-                   for var in ParallelBackendBase.MAX_NUM_THREADS_VARS}
-            pool = ProcessPoolExecutor(max_workers=self.n_jobs - 1, initializer=pool_init,
-                                       initargs=(os.getpid(), self._pool_payload()), env=env)
-            for f in [pool.submit(warm) for _ in range(self.n_jobs - 1)]:
-                f.result()
+            pool = self._new_pool()
             with self._lock:
                 if self._closed:  # the job's tasks were done while the pool started
                     pool.shutdown(wait=False, kill_workers=True)
@@ -210,6 +238,16 @@ class LocalRunner:
 
     def _fit(self, st: _Stream, t: Task) -> Outcome:
         """One task in this process; until the pool runs, decide whether to start it."""
+        record = self.guard.record if self.guard is not None else None
+        if record is not None:
+            record.start(t.tag)
+        try:
+            return self._fit_here(st, t)
+        finally:
+            if record is not None:
+                record.end()
+
+    def _fit_here(self, st: _Stream, t: Task) -> Outcome:
         start = time.perf_counter()
         outcome = evaluate(st.template, t.params, self.X, self.y, *t.indices(self.splits),
                            st.scoring, t.i, t.fold)
@@ -240,34 +278,100 @@ class LocalRunner:
             st.out.put(_END)
 
     def _feed(self, st: _Stream) -> None:
-        """Keep each pool process busy with a batch and the next one queued."""
+        """Keep each pool process busy with a batch and the next one queued; when a pool
+        process dies, learn from the fit records what it was fitting, and go on with a new
+        pool."""
         try:
             while not self.ready.wait(0.01):
                 if st.exhausted:
                     return
             if self.start_error is not None:  # the worker's own thread does every task
                 return
-            pool = self._pool
-            assert pool is not None
-            inflight: set[Future[list[Outcome]]] = set()
-
-            def submit() -> None:
-                if batch := st.take(self._batch(st)):
-                    inflight.add(pool.submit(evaluate_batch, st.template, st.scoring, batch))
-
-            for _ in range(2 * (self.n_jobs - 1)):
-                submit()
-            while inflight:
-                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                for f in done:
-                    inflight.discard(f)
-                    for outcome in f.result():
-                        st.out.put(outcome)
-                    submit()
-        except BaseException as e:  # noqa: BLE001 - e.g. a pool process was killed
+            while (pool := self._pool) is not None:
+                lost = self._feed_pool(st, pool)
+                if lost is None:
+                    return
+                self._after_death(st, *lost)
+                if not self._restart_pool(pool):
+                    return
+        except BaseException as e:  # noqa: BLE001 - e.g. the pool could not restart
             st.out.put(e)
         finally:
             st.out.put(_END)
+
+    def _feed_pool(self, st: _Stream, pool: ProcessPoolExecutor
+                   ) -> tuple[list[Task], str] | None:
+        """Feed ``pool`` until the stream is done (None), or until one of its processes
+        died: then the tasks in flight, none of them done, and loky's message."""
+        inflight: dict[Future[list[Outcome]], list[Task]] = {}
+
+        def submit() -> None:
+            if batch := st.take(self._batch(st)):
+                inflight[pool.submit(evaluate_batch, st.template, st.scoring, batch)] = batch
+
+        for _ in range(2 * (self.n_jobs - 1)):
+            submit()
+        while inflight:
+            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            for f in done:
+                try:
+                    outcomes = f.result()
+                except BrokenProcessPool as e:
+                    if self.guard is None or self.guard.stopping:
+                        raise
+                    return [t for batch in inflight.values() for t in batch], str(e)
+                del inflight[f]
+                for outcome in outcomes:
+                    st.out.put(outcome)
+                submit()
+        return None
+
+    def _after_death(self, st: _Stream, lost: list[Task], message: str) -> None:
+        """A pool process died: the task its record names is struck (recorded as failed
+        after its second death, else held back for the job to re-run alone), one that ran
+        past max_fit_seconds is recorded as failed; every other task in flight runs again."""
+        g = self.guard
+        assert g is not None
+        signals = sorted(set(re.findall(r"SIG[A-Z0-9]+", message)))
+        how = f"killed by {', '.join(signals)}" if signals else "it exited"
+        records = [r for r in poison.read_records(g.folder) if r.role == "pool"]
+        by_tag = {t.tag: t for t in lost}
+        timed_out = any(r.state == poison.TIMEOUT for r in records)
+        held: set[str] = set()
+        for r in records:
+            t = by_tag.get(r.tag)
+            if t is None:
+                continue
+            if r.state == poison.TIMEOUT:
+                error = poison.timeout_error(g.limit)
+                g.strikes.fail(r.tag, error)
+                log.warning("a fit ran past max_fit_seconds (%g s) in pool process %d: "
+                            "stopped, recorded as failed", g.limit, r.pid)
+                st.out.put(Outcome(t.i, t.fold, None, g.limit, 0.0, error))
+                held.add(r.tag)
+            elif not timed_out:  # else it died because loky ended the pool
+                n = g.strikes.strike(r.tag, how)
+                log.warning("pool process %d died (%s) while fitting %s (%d of %d deaths "
+                            "before it is recorded as failed)", r.pid, how, r.tag, n,
+                            poison.MAX_FIT_DEATHS)
+                failed = g.strikes.error(r.tag)
+                if failed is not None:
+                    st.out.put(Outcome(t.i, t.fold, None, 0.0, 0.0, failed))
+                held.add(r.tag)  # not failed yet: the job re-runs it alone
+        poison.forget(g.folder, {r.pid for r in records})
+        st.push_back([t for t in lost if t.tag not in held])
+
+    def _restart_pool(self, broken: ProcessPoolExecutor) -> bool:
+        """A new pool in place of ``broken``; False when the runner closed meanwhile."""
+        broken.shutdown(wait=False, kill_workers=True)
+        log.info("starting new pool processes")
+        pool = self._new_pool()
+        with self._lock:
+            if self._closed:
+                pool.shutdown(wait=False, kill_workers=True)
+                return False
+            self._pool = pool
+        return True
 
     def stream(self, template: Any, tasks: Iterable[Task], scoring: Scoring,
                count: int | None = None) -> Iterator[Outcome]:

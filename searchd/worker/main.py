@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(job_dir / POOL_DATA, ignore_errors=True)  # a killed run's
             run = JobRun(job_dir, args.job, settings, events)
             code = run.run()
+            run.guard.forget()  # every fit ended as it should: no record names a death
         # Skip loky's leisurely teardown (~0.6 s): everything is flushed and reported.
         logging.shutdown()
         guard.end_children(timeout=1.0)
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", e)
         return Exit.LOCKED
     except (CheckpointError, SearchdError) as e:
+        if run is not None:
+            run.guard.forget()
         events.send(protocol.Failed(error=str(e)))
         log.error("%s: %s", args.job, e)
         return Exit.FAILED

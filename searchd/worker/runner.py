@@ -20,6 +20,7 @@ from searchd.worker.dask_runner import DaskCluster
 from searchd.worker.evaluate import Outcome, Task
 from searchd.worker.local_runner import LocalRunner
 from searchd.worker.plan import Scoring, Split
+from searchd.worker.poison import FitGuard
 
 
 class Runner(Protocol):
@@ -54,7 +55,8 @@ def job_n_jobs(spec: JobSpec, daemon_n_jobs: int) -> int:
 
 
 def make_runner(spec: JobSpec, job_id: str, daemon_n_jobs: int, address: str | None,
-                X: np.ndarray, y: np.ndarray, splits: list[Split], scratch: Path) -> Runner:
+                X: np.ndarray, y: np.ndarray, splits: list[Split], scratch: Path,
+                guard: FitGuard | None = None) -> Runner:
     """The job's runner: on the Dask scheduler at ``address`` (see
     :func:`~searchd.worker.dask_runner.cluster_address`), else on this machine.
 
@@ -63,4 +65,4 @@ def make_runner(spec: JobSpec, job_id: str, daemon_n_jobs: int, address: str | N
     """
     if address:
         return DaskCluster(address, job_id, X, y, splits)
-    return LocalRunner(job_n_jobs(spec, daemon_n_jobs), X, y, splits, scratch)
+    return LocalRunner(job_n_jobs(spec, daemon_n_jobs), X, y, splits, scratch, guard)
