@@ -192,7 +192,9 @@ def model_view(m: ModelSearch, n_train: float, n_test: float, refit: str | None 
         std=col(f"std_test_{s}"), folds=folds,
         rank=np.asarray(cv.get(f"rank_test_{s}", np.zeros(n)), dtype=np.int64),
         fit_time=col("mean_fit_time"), axes=axes, best=best, test_score=m.test_score_,
-        fits_done=m.fits_done, fits_total=m.fits_total, errors=len(m.errors))
+        fits_done=m.fits_done, fits_total=m.fits_total, errors=len(m.errors),
+        # the read API names the strategy once strategies other than the grid exist
+        search=str(getattr(m, "search", None) or "grid"))
     if best is not None:
         for axis in axes:
             code = int(axis.codes[best])
