@@ -58,24 +58,57 @@ def check_job(path: Path, settings: Settings) -> tuple[JobSpec, dict[str, Any]]:
     if path.suffix not in SUFFIXES:
         raise JobSpecError(f"{path}: a job file ends in .toml or .json")
     spec = load_job(path, JobLimits.of(settings))
-    for m in spec.models:
-        check_model(spec, m, settings.allow_modules)
+    templates = {m.name: check_model(spec, m, settings.allow_modules) for m in spec.models}
     data = load_dataset(spec, is_classification(spec, settings.allow_modules),
                         data_dirs=settings.data_dirs, state_dir=settings.state_dir,
                         max_bytes=settings.max_data_bytes)
-    info = {"train_samples": len(data.y_train),
-            "test_samples": None if data.y_test is None else len(data.y_test),
-            "features": int(data.X_train.shape[1]) if data.X_train.ndim > 1 else 1}
+    info: dict[str, Any] = {
+        "train_samples": len(data.y_train),
+        "test_samples": None if data.y_test is None else len(data.y_test),
+        "features": int(data.X_train.shape[1]) if data.X_train.ndim > 1 else 1,
+        "halving": search_plans(spec, templates, data.y_train)}
     return spec, info
+
+
+def search_plans(spec: JobSpec, templates: dict[str, Any], y: Any) -> dict[str, Any]:
+    """Each halving type's rounds (and, for every sampled type, scipy's word on its
+    distributions' arguments): what the worker would refuse, ``validate`` refuses."""
+    from dataclasses import asdict
+
+    from searchd.worker.halving import plan_for
+    from searchd.worker.strategy import distributions
+    plans: dict[str, Any] = {}
+    for m in spec.models:
+        if m.search.sampled:
+            distributions(m, f"{spec.path}: models.{m.name}.grid")
+        if m.search.kind == "halving":
+            plans[m.name] = asdict(plan_for(spec, m, templates[m.name], y))
+    return plans
+
+
+def _model_plan(spec: JobSpec, m: Any, halving: dict[str, Any]) -> dict[str, Any]:
+    folds = spec.search.folds
+    entry: dict[str, Any] = {"name": m.name, "estimator": m.estimator, "search": m.search.kind,
+                             "candidates": m.n_candidates, "fits": m.n_candidates * folds}
+    plan = halving.get(m.name)
+    if plan is not None:
+        entry["candidates"] = plan["n_candidates_"][0]
+        entry["fits"] = sum(plan["n_candidates_"]) * folds
+        entry["resource"] = plan["resource"]
+        entry["rounds"] = [{"iter": i, "candidates": n, "resources": r, "fits": n * folds}
+                           for i, (n, r) in enumerate(zip(plan["n_candidates_"],
+                                                          plan["n_resources_"], strict=True))]
+    return entry
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     spec, info = check_job(args.file, settings)
+    halving = info.pop("halving")
+    models = [_model_plan(spec, m, halving) for m in spec.models]
     plan = {"job": spec.id, "file": str(args.file), "data": spec.data.source, **info,
             "folds": spec.search.folds, "scoring": list(spec.search.scoring or ["score"]),
-            "models": [{"name": m.name, "estimator": m.estimator, "candidates": m.n_candidates,
-                        "fits": m.n_candidates * spec.search.folds} for m in spec.models],
-            "candidates": spec.n_candidates, "fits": spec.fits_total}
+            "models": models, "candidates": sum(m["candidates"] for m in models),
+            "fits": sum(m["fits"] for m in models)}
     if args.json:
         _print_json(plan)
         return 0
@@ -85,9 +118,14 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     print(f"  cv: {spec.search.folds} folds; scoring: {', '.join(plan['scoring'])}")
     width = max(len(m.name) for m in spec.models)
     for m in plan["models"]:
-        print(f"  {m['name']:<{width}}  {m['estimator']:<32} {m['candidates']:>7,} candidates "
-              f"{m['fits']:>9,} fits")
-    print(f"  total: {spec.n_candidates:,} candidates, {spec.fits_total:,} fits")
+        kind = "" if m["search"] == "grid" else f" ({m['search']})"
+        print(f"  {m['name']:<{width}}  {m['estimator'] + kind:<32} {m['candidates']:>7,} "
+              f"candidates {m['fits']:>9,} fits")
+        for r in m.get("rounds", []):
+            print(f"  {'':<{width}}    round {r['iter'] + 1}/{len(m['rounds'])}: "
+                  f"{r['candidates']:,} candidates × {r['resources']:,} {m['resource']}, "
+                  f"{r['fits']:,} fits")
+    print(f"  total: {plan['candidates']:,} candidates, {plan['fits']:,} fits")
     return 0
 
 
@@ -135,7 +173,8 @@ def status_json(rec: JobRecord) -> dict[str, Any]:
         "file_removed": rec.file_removed, "backend": rec.backend,
         "cluster_workers": rec.cluster_workers, "processes": rec.processes,
         "models": {n: {k: m.get(k) for k in ("state", "fits_done", "fits_total", "best_score",
-                                             "best_params", "test_score")}
+                                             "best_params", "test_score", "halving")
+                       if k != "halving" or k in m}
                    for n, m in rec.models.items()},
     }
 
@@ -180,8 +219,12 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         for n in notes:
             print(f"    {n}")
         for name, m in r.models.items():
+            h = m.get("halving")
+            rounds = "" if not h else \
+                f"  round {h['round']}/{h['rounds']}, {h['candidates']} candidates"
             print(f"    {name:<12} {m.get('state', '?'):<8} {m.get('fits_done', 0):>7,}/"
-                  f"{m.get('fits_total', 0):<7,} best {_fmt_score(m.get('best_score'))}")
+                  f"{m.get('fits_total', 0):<7,} best {_fmt_score(m.get('best_score'))}"
+                  f"{rounds}")
     return 0
 
 

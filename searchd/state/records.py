@@ -168,7 +168,8 @@ _FIELD_TYPES: dict[str, str] = {
 _MODEL_TYPES: dict[str, str] = {
     "state": "str", "fits_done": "int", "fits_total": "int", "errors": "int",
     "best_score": "float | None", "best_params": "dict | None",
-    "test_score": "dict | None", "error": "str | None"}
+    "test_score": "dict | None", "error": "str | None",
+    "halving": "dict | None"}  # round, rounds, candidates (searchd.state.results)
 
 
 def _fits(value: Any, annotation: str) -> bool:
