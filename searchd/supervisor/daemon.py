@@ -235,8 +235,8 @@ class Daemon:
         """A job that has run ``max_job_seconds`` (paused time excluded) while another can
         start is stopped warmly and goes behind the others (its results stay)."""
         w, limit = self.worker, self.settings.max_job_seconds
-        if w is None or not limit or w.stop_reason is not None:
-            return
+        if w is None or not limit or w.stop_reason is not None or self.pausing.reason:
+            return  # paused: no other job could start in its place
         rec = self.records[w.job_id]
         if rec.run_seconds - self._slice_from < limit:
             return
