@@ -15,8 +15,19 @@ import pytest
 from conftest import Env, fits_logged
 from scipy.stats import loguniform, randint
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
-from sklearn.model_selection import HalvingGridSearchCV, HalvingRandomSearchCV
-from test_random_search import _error, assert_same, fit_reference, job_text, run_in_process
+from sklearn.model_selection import (
+    HalvingGridSearchCV,
+    HalvingRandomSearchCV,
+    RandomizedSearchCV,
+)
+from test_random_search import (
+    _error,
+    assert_same,
+    fit_reference,
+    job_run,
+    job_text,
+    run_in_process,
+)
 
 from searchd.jobs.load import parse_job
 from searchd.state.read import ModelSearch, load_results
@@ -222,3 +233,41 @@ def test_kill_9_in_round_2_resumes_in_round_2(env: Env) -> None:
     assert cv["n_resources"] == [10] * 27 + [30] * 9 + [90] * 3
     assert [p["n_estimators"] for p in cv["params"]] == cv["n_resources"]
     assert np.array_equal(cv["mean_test_score"], hs.cv_results_["mean_test_score"])
+
+
+# --- on a Dask cluster --------------------------------------------------------------------------
+
+@pytest.mark.timeout(180)
+def test_halving_and_random_on_a_dask_cluster(tmp_path: Path) -> None:
+    """A halving round's subsampled folds travel with its tasks; a random search's draw is
+    the worker's: both give scikit-learn's results on the cluster too."""
+    import distributed
+
+    text = job_text("""
+[models.tree]
+estimator = "DecisionTreeClassifier"
+params = { random_state = 0 }
+search = "halving"
+factor = 3
+grid = { max_depth = [2, 4, 8, { none = true }], min_samples_leaf = [1, 4] }
+
+[models.knn]
+estimator = "KNeighborsClassifier"
+search = "random"
+n_iter = 5
+seed = 2
+grid = { n_neighbors = { randint = [1, 20] }, weights = ["uniform", "distance"] }
+""", source="digits", search='backend = "dask"\n')
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as lc:
+        run = job_run(tmp_path, text, dask_scheduler=lc.scheduler_address)
+        assert run.run() == 0
+        assert run.runner is not None and run.runner.backend == "dask"
+    res = load_results("j", tmp_path / "state")
+    hs = fit_reference(tmp_path, HalvingGridSearchCV, "tree", res.splits, random_state=0,
+                       param_grid={"max_depth": [2, 4, 8, None], "min_samples_leaf": [1, 4]})
+    assert assert_same_halving(res["tree"], hs) == sum(hs.n_candidates_) * 3
+    rs = fit_reference(tmp_path, RandomizedSearchCV, "knn", res.splits, n_iter=5,
+                       random_state=2, param_distributions={
+                           "n_neighbors": randint(1, 20), "weights": ["uniform", "distance"]})
+    assert assert_same(res["knn"], rs) == 15

@@ -44,8 +44,8 @@ def job_text(models: str, source: str = "iris", cv: int | str = 3, search: str =
     return DATA.format(source=source, cv=cv) + search + models
 
 
-def job_run(tmp: Path, text: str, job: str = "j") -> JobRun:
-    """A JobRun in this process on a private state folder (one process fits: no pool)."""
+def job_settings(tmp: Path, text: str, job: str = "j", **settings: Any) -> Settings:
+    """A private state folder with ``text`` accepted as job ``job``, and its settings."""
     state, jobs = tmp / "state", tmp / "jobs"
     for d in (state, jobs):
         d.mkdir(exist_ok=True)
@@ -53,7 +53,12 @@ def job_run(tmp: Path, text: str, job: str = "j") -> JobRun:
     (state / job).mkdir(exist_ok=True)
     (state / job / "job.toml").write_text(text)
     (jobs / f"{job}.toml").write_text(text)
-    return JobRun(state / job, job, Settings(state_dir=state, jobs_dir=jobs, n_jobs=1),
+    return Settings(state_dir=state, jobs_dir=jobs, n_jobs=1, **settings)
+
+
+def job_run(tmp: Path, text: str, job: str = "j", **settings: Any) -> JobRun:
+    """A JobRun in this process (one process fits: no pool; or a Dask cluster's)."""
+    return JobRun(tmp / "state" / job, job, job_settings(tmp, text, job, **settings),
                   Events(None))
 
 
