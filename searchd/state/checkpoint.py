@@ -18,6 +18,7 @@ verified by :class:`~searchd.state.store.CheckpointStore` before it is unpickled
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import secrets
@@ -39,6 +40,12 @@ MIN_COMPACT = 5_000
 
 #: ... or once this many delta files exist (a long job with slow fits), whichever comes first
 MAX_DELTAS = 500
+
+#: CV splits whose index arrays take more bytes than this are not repeated in every base:
+#: they are written once, to ``splits-<digest>.ckpt``, and the base names that file
+#: (``cv = 4000`` on 4,000 rows once wrote 128 MB of splits into every base)
+SPLITS_INLINE_BYTES = 1 << 20
+SPLITS_FILE = re.compile(r"^splits-([0-9a-f]{16})\.ckpt$")
 
 #: (model type, candidate key, fold, {scorer: score} or None, fit s, score s, error)
 Entry = tuple[str, str, int, dict[str, float] | None, float, float, str | None]
@@ -66,8 +73,10 @@ class Snapshot:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Snapshot:
         """From the dict a base pickles (this version's or an earlier one's)."""
+        splits = d.get("splits", [])  # a dict names the file that holds them
         return cls(job=d.get("job", ""), spec_digest=d.get("spec_digest", ""),
-                   data_digest=d.get("data_digest", ""), splits=list(d.get("splits", [])),
+                   data_digest=d.get("data_digest", ""),
+                   splits=list(splits) if isinstance(splits, (list, tuple)) else [],
                    models=dict(d.get("models", {})), saved_at=float(d.get("saved_at", 0.0)),
                    gen=d.get("gen"),
                    extra={k: v for k, v in d.items() if k not in cls._KEYS})
@@ -95,6 +104,62 @@ def _delta_files(store: CheckpointStore) -> list[tuple[int, str]]:
     return sorted(out)
 
 
+Split = tuple[np.ndarray, np.ndarray]
+
+
+def splits_digest(splits: list[Split]) -> str:
+    h = hashlib.sha256()
+    for train, test in splits:
+        for a in (train, test):
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _encode_splits(splits: list[Split]) -> dict[str, Any]:
+    """The splits as one test-fold number per row when that gives them back exactly (every
+    row in one test set, train sets the sorted rest: (Stratified)KFold's), else as they are."""
+    n = sum(len(test) for _, test in splits)
+    fold = np.full(n, -1, dtype=np.int32)
+    for k, (_, test) in enumerate(splits):
+        if test.size and (test.max() >= n or (fold[test] != -1).any()):
+            return {"splits": splits}
+        fold[test] = k
+    if (fold == -1).any() or not _same(_decode_splits({"test_fold": fold}), splits):
+        return {"splits": splits}
+    return {"test_fold": fold}
+
+
+def _decode_splits(d: dict[str, Any]) -> list[Split]:
+    if "test_fold" in d:
+        fold = d["test_fold"]
+        return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k))
+                for k in range(int(fold.max()) + 1 if fold.size else 0)]
+    return list(d["splits"])
+
+
+def _same(a: list[Split], b: list[Split]) -> bool:
+    return len(a) == len(b) and all(
+        x.dtype == y.dtype and np.array_equal(x, y)
+        for p, q in zip(a, b, strict=True) for x, y in zip(p, q, strict=True))
+
+
+def _read_splits(store: CheckpointStore, ref: dict[str, Any], quarantine: bool
+                 ) -> tuple[list[Split], list[Any]]:
+    """The splits a base names; [] when their file is missing or refused (the worker makes
+    them again: they are deterministic)."""
+    name = f"splits-{ref.get('digest', '')}"
+    data, refused = store.read(name, quarantine=quarantine)
+    if not isinstance(data, dict):
+        log.warning("%s: the CV splits' file %s is missing or refused", store.job_id, name)
+        return [], refused
+    splits = _decode_splits(data)
+    if splits_digest(splits) != ref.get("digest"):
+        log.warning("%s: the CV splits in %s do not match their digest", store.job_id, name)
+        return [], refused
+    return splits, refused
+
+
 def read_results(store: CheckpointStore, quarantine: bool = False
                  ) -> tuple[Snapshot | None, list[Any]]:
     """The newest good base with its deltas applied, and every file that was refused."""
@@ -103,6 +168,9 @@ def read_results(store: CheckpointStore, quarantine: bool = False
         if data is None:
             return None, refused
         base = Snapshot.from_dict(data)
+        if isinstance(data.get("splits"), dict):
+            base.splits, bad = _read_splits(store, data["splits"], quarantine)
+            refused += bad
         applied = 0
         for _seq, name in _delta_files(store):
             delta, bad = store.read(name, quarantine=quarantine)
@@ -145,6 +213,8 @@ class ResultsCheckpoint:
         self.pending: list[Entry] = []
         #: rows were added since the last base: the next flush writes a base
         self.rows_added = False
+        #: the splits last written to their own file: (the list's id, its digest)
+        self._splits_ref: tuple[int, str] | None = None
 
     def note(self, entry: Entry) -> None:
         self.pending.append(entry)
@@ -173,9 +243,28 @@ class ResultsCheckpoint:
         self.pending = []
         return written
 
+    def _splits_file(self, splits: list[Split]) -> dict[str, str]:
+        """Write big splits to their own file, once (its name is their digest); returns
+        what the base holds in their place."""
+        if self._splits_ref is None or self._splits_ref[0] != id(splits):
+            digest = splits_digest(splits)
+            if not self.store.path(f"splits-{digest}").exists():
+                self.store.write(f"splits-{digest}", _encode_splits(splits))
+            self._splits_ref = (id(splits), digest)
+        return {"digest": self._splits_ref[1]}
+
     def _write_base(self, snap: Snapshot) -> int:
         gen = secrets.token_hex(8)
-        written = self.store.write(BASE, {**snap.to_dict(), "gen": gen})
+        base = {**snap.to_dict(), "gen": gen}
+        if sum(a.nbytes + b.nbytes for a, b in snap.splits) > SPLITS_INLINE_BYTES:
+            base["splits"] = self._splits_file(snap.splits)
+        written = self.store.write(BASE, base)
+        # splits files the base no longer names (the data or the CV changed)
+        keep = base["splits"].get("digest") if isinstance(base["splits"], dict) else None
+        for p in self.store.dir.glob("splits-*.ckpt"):
+            m = SPLITS_FILE.match(p.name)
+            if m and m.group(1) != keep:
+                self.store.remove(p.name[:-len(".ckpt")])
         # the new base holds everything: older deltas are now redundant
         for _seq, name in _delta_files(self.store):
             self.store.remove(name)

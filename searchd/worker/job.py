@@ -150,7 +150,8 @@ class JobRun:
                     self.flush()
                 guard.end_children()
                 self.guard.forget()
-                self.progress()  # the figures as flushed, for the supervisor's summary
+                if self.prepared:  # (preparing holds the lock while it makes the rows)
+                    self.progress()  # the figures as flushed, for the supervisor's summary
                 self.events.send(protocol.Stopped())
                 os._exit(Exit.STOPPED)
             record = self.guard.record
@@ -202,7 +203,8 @@ class JobRun:
                         "checkpoint is kept aside)", self.job_id)
             self.store.quarantine(self.store.path(RESULTS), "data changed")
             old = None
-        self.splits = old.splits if old else splits(
+        # no splits in a checkpoint whose splits file was lost: they are made again, the same
+        self.splits = old.splits if old and old.splits else splits(
             self.spec, data.X_train, data.y_train, classification)
         self.runner = make_runner(self.spec, self.job_id, self.n_jobs, self.address,
                                   data.X_train, data.y_train, self.splits, self.dir / POOL_DATA,
