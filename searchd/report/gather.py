@@ -193,8 +193,8 @@ def model_view(m: ModelSearch, n_train: float, n_test: float, refit: str | None 
         rank=np.asarray(cv.get(f"rank_test_{s}", np.zeros(n)), dtype=np.int64),
         fit_time=col("mean_fit_time"), axes=axes, best=best, test_score=m.test_score_,
         fits_done=m.fits_done, fits_total=m.fits_total, errors=len(m.errors),
-        # the read API names the strategy once strategies other than the grid exist
-        search=str(getattr(m, "search", None) or "grid"))
+        # the read API marks a halving search by its plan; random ones are not told apart yet
+        search="halving" if getattr(m, "halving", None) else "grid")
     if best is not None:
         for axis in axes:
             code = int(axis.codes[best])

@@ -118,7 +118,7 @@ def top_candidates(ctx: Context, m: ModelView) -> str:
 
 MODEL_SECTIONS: list[Section] = [heading, edge_warnings, figures, top_candidates]
 #: sections shown only for one search strategy (e.g. "halving": rounds; "random": points)
-STRATEGY_SECTIONS: dict[str, list[Section]] = {"grid": []}
+STRATEGY_SECTIONS: dict[str, list[Section]] = {"grid": [], "halving": []}
 
 
 def model_section(ctx: Context, m: ModelView) -> str:
