@@ -116,12 +116,20 @@ def _is_tracker(p: psutil.Process) -> bool:
 
 
 def worker_tree(daemon_pid: int) -> list[psutil.Process]:
-    """The daemon's worker and its descendants, minus joblib's resource tracker."""
+    """The daemon's worker and its descendants, minus joblib's resource tracker and the
+    deathwatch's starter (a child for a moment at the daemon's start, see lifeline)."""
     try:
         procs = psutil.Process(daemon_pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    return [p for p in procs if not _is_tracker(p)]
+    return [p for p in procs if not _is_tracker(p) and not _is_deathwatch(p)]
+
+
+def _is_deathwatch(p: psutil.Process) -> bool:
+    try:
+        return "searchd.lifeline" in p.cmdline()
+    except psutil.Error:
+        return False
 
 
 def tree_status(daemon_pid: int) -> dict[int, str]:
