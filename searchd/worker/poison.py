@@ -163,9 +163,9 @@ class Strikes:
             return err
         n, how = entry.get("deaths", 0), entry.get("how", "")
         if isinstance(n, int) and n >= MAX_FIT_DEATHS:
-            return (f"the process fitting it died ({how}) {n} times; recorded as failed so "
-                    f"that the search goes on (an out-of-memory kill or a crash in native "
-                    f"code; max_memory turns a runaway allocation into a MemoryError)")
+            return (f"the process fitting it died {n} times (last: {how}); recorded as "
+                    f"failed so that the search goes on (an out-of-memory kill or a crash in "
+                    f"native code? max_memory turns a runaway allocation into a MemoryError)")
         return None
 
     def strike(self, tag: str, how: str) -> int:
@@ -225,11 +225,21 @@ class FitGuard:
                 log.warning("fit %s ran past max_fit_seconds in the previous worker: "
                             "recorded as failed", r.tag)
             elif r.role == "worker":
-                n = self.strikes.strike(r.tag, "the worker fitting it died")
+                n = self.strikes.strike(r.tag, self._worker_death())
                 log.warning("the previous worker died while fitting %s (%d of %d deaths "
                             "before it is recorded as failed)", r.tag, n, MAX_FIT_DEATHS)
         forget(self.folder)
         self.record = FitRecord(self.folder, "worker")
+
+    def _worker_death(self) -> str:
+        """How the previous worker died, as the supervisor wrote it in summary.json."""
+        try:
+            last = json.loads(read_private(self.folder.parent / "summary.json")).get("last_exit")
+        except (OSError, ValueError, AttributeError):
+            last = None
+        if isinstance(last, str) and last.startswith("killed by"):
+            return f"the worker fitting it was {last}"
+        return "the worker fitting it died"
 
     def forget(self) -> None:
         """Every fitting process of this worker ends on purpose: drop their records."""
