@@ -746,3 +746,29 @@ def test_a_restart_requeues_what_was_running(tmp_path: Path) -> None:
     (tmp_path / "jobs").rename(tmp_path / "jobs-old")
     with rig(tmp_path) as r2:
         assert r2.rec().state == S.QUEUED and r2.rec().fits_done == 2
+
+
+# --- the report's timeline -------------------------------------------------------------------
+
+def test_timeline_points_every_few_seconds_and_at_every_pause_and_end(tmp_path: Path) -> None:
+    from searchd.report.timeline import read_timeline
+    from searchd.supervisor.timeline import TIMELINE_SECONDS
+    with rig(tmp_path) as r:
+        w = running(r)
+        for done in range(1, 4):
+            w.progress(done)
+            r.step(TIMELINE_SECONDS)
+        r.sampler.load = 0.9
+        r.step(n=2)  # paused: a point at once, with its reason
+        r.sampler.load = 0.0
+        r.step(n=6)  # resumed after resume_after: a point at once
+        w.exit(Exit.DONE, protocol.Done())
+        r.step()
+        points = read_timeline(r.state / "j")
+        assert [p.at for p in points] == sorted(p.at for p in points)
+        paused = [p.paused for p in points]
+        assert any(p and p.startswith("other load") for p in paused)
+        first_pause = next(i for i, p in enumerate(paused) if p)
+        assert paused[first_pause - 1] is None and paused[-1] is None  # resumed, then done
+        assert points[-1].fits_done == 3 and points[0].fits_done <= 1
+        assert len(points) <= 8  # not one per step

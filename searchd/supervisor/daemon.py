@@ -38,6 +38,7 @@ from searchd.supervisor.seams import Clock, Launcher, Sampler, SystemClock, Work
 from searchd.supervisor.sensors import Sensors
 from searchd.supervisor.status import status_line
 from searchd.supervisor.stopping import WarmStop
+from searchd.supervisor.timeline import Timeline
 from searchd.worker.dask_runner import missing_extra
 
 log = logging.getLogger("searchd")
@@ -71,6 +72,7 @@ class Daemon:
         self.finished = False
         self.driver: SchedulerDriver | None = None
         self._dirty: set[str] = set()
+        self._timeline = Timeline(settings.state_dir)
         self.intake = Intake(self.records, self._dirty)
         self.exits = ExitPolicy()
         self.fold = EventFold()
@@ -363,6 +365,7 @@ class Daemon:
                 log.error("%s: cannot write summary.json: %s", jid, e)
                 continue
             self._dirty.discard(jid)
+            self._timeline.note(rec, self.clock.monotonic(), self.clock.time())
 
     def status_line(self) -> str:
         running = self.records[self.worker.job_id] if self.worker is not None else None
