@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 PENDING, RUNNING, DONE = "pending", "running", "done"
 
@@ -270,8 +269,10 @@ def _rank(means: np.ndarray) -> np.ndarray:
     """GridSearchCV's ranking: higher is better, ties share the lowest rank, NaN last."""
     if np.isnan(means).all():
         return np.ones_like(means, dtype=np.int32)
-    filled = np.nan_to_num(means, nan=np.nanmin(means) - 1)
-    return np.asarray(rankdata(-filled, method="min"), dtype=np.int32)
+    filled = -np.nan_to_num(means, nan=np.nanmin(means) - 1)
+    # scipy.stats.rankdata(method="min") without importing scipy (0.7 s for every command):
+    # one plus the number of values strictly better
+    return (np.searchsorted(np.sort(filled), filled, side="left") + 1).astype(np.int32)
 
 
 def best_type(models: Mapping[str, ModelResults]) -> str | None:
