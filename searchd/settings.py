@@ -28,7 +28,7 @@ class Settings:
     #: worker processes per job (joblib's n_jobs); a job's own n_jobs may ask for fewer
     n_jobs: int = -1
     #: seconds between two checkpoint flushes while results arrive
-    checkpoint_interval: float = 1.0
+    checkpoint_interval: float = 5.0
     #: a job whose grids expand past this many candidates (per job) is rejected
     max_candidates: int = 100_000
     #: a job asking for more fits than this (candidates × folds) is rejected
