@@ -118,6 +118,8 @@ max_fits = 9
 max_data_bytes = 1000
 max_job_seconds = 60
 max_priority = 5
+max_memory = 2048
+max_fit_seconds = 30
 """)
     s = resolve_settings(cfg, {})
     assert s == Settings(
@@ -128,7 +130,8 @@ max_priority = 5
         run_window="* 22-23,0-6 * * *", ignore_load=True, dask_scheduler="tcp://host:8786",
         data_dirs=(Path("/data/a"), Path("b")), on_battery="ignore", max_temperature=85.0,
         exclusive_apps=("zoom", "steam"), pause_while_user_active=300.0, max_fits=9,
-        max_data_bytes=1000, max_job_seconds=60.0, max_priority=5)
+        max_data_bytes=1000, max_job_seconds=60.0, max_priority=5, max_memory=2048,
+        max_fit_seconds=30.0)
     assert {f.name for f in dataclasses.fields(Settings)} == set(load_config(cfg))
 
 
