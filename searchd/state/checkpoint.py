@@ -9,7 +9,9 @@ flush after rows were added (a strategy's new batch) writes a base too: a delta'
 name rows by key, and only a base holds the rows themselves.
 
 What is pickled stays plain: a base is a dict (:meth:`Snapshot.to_dict`), a delta a dict
-of plain tuples, so checkpoints of earlier versions load here and this version's load there.
+of plain tuples, so checkpoints of earlier versions load here and this version's load there
+(except a base whose CV splits, bigger than :data:`SPLITS_INLINE_BYTES`, live in their own
+``splits-<digest>`` file, written once: an earlier version sees no splits in it).
 
 Each delta names the base generation it extends; deltas of another generation (left by
 a crash between a compaction and their removal) are ignored. Every file is signed and
