@@ -22,7 +22,8 @@ import numpy as np
 
 from searchd.state.checkpoint import ResultsCheckpoint, Snapshot, read_results
 from searchd.state.results import ModelResults
-from searchd.state.store import CheckpointStore, load_key
+from searchd.state.signing import load_key
+from searchd.state.store import CheckpointStore
 from searchd.worker.plan import content_key
 
 FOLDS = 5

@@ -133,7 +133,8 @@ def first_fit(root: Path, job_text: str, trials: int) -> list[dict[str, float]]:
 def _stored(state: Path, job: str) -> int:
     """Results in the job's checkpoint now (base + deltas), read as a restart would."""
     from searchd.state.checkpoint import read_results
-    from searchd.state.store import CheckpointStore, load_key
+    from searchd.state.signing import load_key
+    from searchd.state.store import CheckpointStore
 
     store = CheckpointStore(state / job, load_key(state), job)
     snap, _ = read_results(store)

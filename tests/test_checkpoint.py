@@ -15,16 +15,9 @@ import pytest
 from conftest import Env
 
 from searchd.errors import CheckpointError
-from searchd.state.store import (
-    CheckpointStore,
-    atomic_write,
-    clean_temp_files,
-    dumps,
-    load_key,
-    loads,
-    sign,
-    verified_payload,
-)
+from searchd.state.files import atomic_write, clean_temp_files
+from searchd.state.signing import dumps, load_key, loads, sign, verified_payload
+from searchd.state.store import CheckpointStore
 
 SMALL_JOB = """
 [data]

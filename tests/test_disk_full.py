@@ -22,8 +22,9 @@ from test_daemon_step import JOB, rig
 from searchd import protocol
 from searchd.errors import CheckpointError
 from searchd.protocol import Exit
+from searchd.state.files import KEY_FILE
 from searchd.state.records import JobState
-from searchd.state.store import KEY_FILE, load_key
+from searchd.state.signing import load_key
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -20,8 +20,10 @@ from reference import assert_same_as_gridsearch
 import searchd
 from searchd.errors import NotFoundError
 from searchd.lifeline import OWNER_ENV, owner_tag
+from searchd.state.files import clean_temp_files
 from searchd.state.read import load_results
-from searchd.state.store import CheckpointStore, clean_temp_files, load_key
+from searchd.state.signing import load_key
+from searchd.state.store import CheckpointStore
 from searchd.worker.poison import RECORDS, STRIKES, read_records
 
 SLOW_JOB = """
@@ -65,7 +67,8 @@ grid = { n_neighbors = [1, 3, 5] }
 WRITER = r"""
 import os, sys
 from pathlib import Path
-from searchd.state.store import CheckpointStore, load_key
+from searchd.state.signing import load_key
+from searchd.state.store import CheckpointStore
 d, k, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 store = CheckpointStore(d, load_key(d.parent, create=True), "job")
 for gen in (1, 2):

@@ -37,7 +37,7 @@ from searchd.errors import JobSpecError
 from searchd.jobs.load import parse_job
 from searchd.jobs.spec import JobSpec
 from searchd.settings import Settings
-from searchd.state.store import load_key
+from searchd.state.signing import load_key
 from searchd.worker.estimators import build_candidate, build_estimator, check_model
 from searchd.worker.param_policy import (
     AUDITED_SKLEARN,

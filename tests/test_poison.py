@@ -22,7 +22,8 @@ from sklearn.model_selection import GridSearchCV
 
 from searchd.state.checkpoint import read_results
 from searchd.state.read import load_results
-from searchd.state.store import CheckpointStore, load_key
+from searchd.state.signing import load_key
+from searchd.state.store import CheckpointStore
 from searchd.worker.plan import content_key
 from searchd.worker.poison import RECORDS, RUN, read_records
 

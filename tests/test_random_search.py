@@ -25,7 +25,7 @@ from searchd.jobs import distributions
 from searchd.jobs.load import parse_job
 from searchd.settings import Settings
 from searchd.state.read import JobResults, ModelSearch, load_results
-from searchd.state.store import load_key
+from searchd.state.signing import load_key
 from searchd.worker.data import load_dataset
 from searchd.worker.estimators import build_template
 from searchd.worker.events import Events

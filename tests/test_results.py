@@ -24,7 +24,8 @@ from searchd.jobs.spec import ModelSpec
 from searchd.state import checkpoint
 from searchd.state.checkpoint import BASE, ResultsCheckpoint, Snapshot, apply, read_results
 from searchd.state.results import DONE, PENDING, RUNNING, ModelResults, best_type
-from searchd.state.store import CheckpointStore, load_key
+from searchd.state.signing import load_key
+from searchd.state.store import CheckpointStore
 from searchd.worker.strategy import GridStrategy
 
 FOLDS = 3

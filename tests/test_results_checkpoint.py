@@ -12,7 +12,8 @@ import pytest
 from searchd.state import checkpoint
 from searchd.state.checkpoint import ResultsCheckpoint, Snapshot, read_results
 from searchd.state.results import ModelResults
-from searchd.state.store import CheckpointStore, load_key
+from searchd.state.signing import load_key
+from searchd.state.store import CheckpointStore
 
 
 def _model(n: int = 10, folds: int = 3) -> ModelResults:

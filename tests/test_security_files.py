@@ -23,17 +23,16 @@ from searchd.jobs.ids import job_id_problem
 from searchd.jobs.load import load_job, parse_job
 from searchd.settings import settings_from
 from searchd.state import records
-from searchd.state.records import JobRecord, JobState, all_summaries, write_summary
-from searchd.state.store import (
-    MAGIC,
-    CheckpointStore,
+from searchd.state.files import (
     UnsafePathError,
-    load_key,
     make_private_dir,
     open_private_append,
     read_private,
     secure_state_dir,
 )
+from searchd.state.records import JobRecord, JobState, all_summaries, write_summary
+from searchd.state.signing import MAGIC, load_key
+from searchd.state.store import CheckpointStore
 from searchd.worker import data as data_mod
 from searchd.worker.data import load_dataset
 

@@ -474,7 +474,8 @@ def test_unknown_top_level_key() -> None:
 
 def test_unknown_model_key() -> None:
     assert error(MINIMAL + "grids = { n_neighbors = [1] }\n") == \
-        "jobs/x.toml: models.knn.grids: unknown key (expected one of estimator, grid, params, search)"
+        "jobs/x.toml: models.knn.grids: unknown key (expected one of estimator, grid, params, " \
+        "search)"
 
 
 def test_unknown_preprocess_key() -> None:

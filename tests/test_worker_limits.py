@@ -18,7 +18,8 @@ from searchd.jobs.load import load_job
 from searchd.state.checkpoint import BASE, ResultsCheckpoint, Snapshot, read_results
 from searchd.state.read import load_results
 from searchd.state.results import ModelResults
-from searchd.state.store import CheckpointStore, load_key
+from searchd.state.signing import load_key
+from searchd.state.store import CheckpointStore
 from searchd.worker.estimators import build_candidate, build_template
 from searchd.worker.evaluate import MAX_ERROR_CHARS, evaluate
 from searchd.worker.plan import Scoring

@@ -17,6 +17,7 @@ from searchd.jobs.load import load_job
 from searchd.jobs.spec import JobSpec
 from searchd.settings import Settings
 from searchd.state import control
+from searchd.state.files import atomic_write
 from searchd.state.records import (
     JobRecord,
     JobState,
@@ -25,7 +26,8 @@ from searchd.state.records import (
     read_summary,
     write_summary,
 )
-from searchd.state.store import CheckpointStore, atomic_write, load_key
+from searchd.state.signing import load_key
+from searchd.state.store import CheckpointStore
 
 
 def _print_json(value: Any) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from searchd.errors import NotFoundError, SearchdError
+from searchd.state.files import fsync_dir
 from searchd.state.read import job_store, read_checkpoint, read_job_results
 from searchd.state.results import DONE, best_type
-from searchd.state.store import fsync_dir
 
 FORMATS = ("pickle", "joblib", "skops")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from searchd import config_paths
 from searchd.errors import ServiceError, SettingsError
 from searchd.settings import load_config, settings_from
-from searchd.state.store import atomic_write
+from searchd.state.files import atomic_write
 
 UNIT = "searchd.service"
 SYSTEM_UNIT = Path("/etc/systemd/system") / UNIT

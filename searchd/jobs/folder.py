@@ -20,7 +20,7 @@ from searchd.jobs.limits import JobLimits
 from searchd.jobs.load import parse_job
 from searchd.jobs.reading import read_job_bytes
 from searchd.jobs.spec import JobSpec
-from searchd.state.store import atomic_write, make_private_dir
+from searchd.state.files import atomic_write, make_private_dir
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ def render_report(state_dir: Path, job_id: str) -> str:
 
 def write_report(state_dir: Path, job_id: str, out: Path) -> int:
     """Write the report of ``job_id`` to ``out`` atomically; returns its size in bytes."""
-    from searchd.state.store import atomic_write
+    from searchd.state.files import atomic_write
 
     data = render_report(state_dir, job_id).encode()
     out = Path(out)

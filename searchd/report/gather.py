@@ -26,10 +26,10 @@ from searchd.report.axes import (
 )
 from searchd.report.stats import Comparison, corrected_ttest, split_sizes
 from searchd.report.timeline import TimelinePoint, read_timeline
+from searchd.state.files import read_private
 from searchd.state.read import JobResults, ModelSearch, load_results
 from searchd.state.records import JobRecord, read_summary
 from searchd.state.results import DONE
-from searchd.state.store import read_private
 
 log = logging.getLogger(__name__)
 

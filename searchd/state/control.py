@@ -12,7 +12,7 @@ import math
 import time
 from pathlib import Path
 
-from searchd.state.store import atomic_write, read_private
+from searchd.state.files import atomic_write, read_private
 
 log = logging.getLogger(__name__)
 

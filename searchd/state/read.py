@@ -9,7 +9,8 @@ from typing import Any
 from searchd.errors import CheckpointError, NotFoundError
 from searchd.state.checkpoint import Snapshot, read_results
 from searchd.state.results import DONE, best_type
-from searchd.state.store import CheckpointStore, load_key
+from searchd.state.signing import load_key
+from searchd.state.store import CheckpointStore
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 from searchd.errors import NotFoundError, SearchdError
 from searchd.jobs.ids import job_id_problem
 from searchd.jobs.messages import clip
-from searchd.state.store import atomic_write, make_private_dir, read_private
+from searchd.state.files import atomic_write, make_private_dir, read_private
 
 log = logging.getLogger(__name__)
 

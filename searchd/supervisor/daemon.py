@@ -21,8 +21,9 @@ from searchd.errors import SettingsError
 from searchd.jobs.folder import frozen_path
 from searchd.jobs.limits import effective_priority
 from searchd.settings import Settings
+from searchd.state.files import clean_temp_files, exclusive, secure_state_dir
 from searchd.state.records import ACTIVE, JobRecord, JobState, all_summaries, write_summary
-from searchd.state.store import clean_temp_files, exclusive, load_key, secure_state_dir
+from searchd.state.signing import load_key
 from searchd.supervisor.driver import SchedulerDriver
 from searchd.supervisor.events import EventFold
 from searchd.supervisor.exits import TIME_SLICE, ExitPolicy

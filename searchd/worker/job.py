@@ -32,8 +32,10 @@ from searchd.protocol import Exit
 from searchd.settings import Settings
 from searchd.state.checkpoint import BASE as RESULTS
 from searchd.state.checkpoint import ResultsCheckpoint, Snapshot, read_results
+from searchd.state.files import open_private_append
 from searchd.state.results import DONE, RUNNING, ModelResults
-from searchd.state.store import CheckpointStore, load_key, open_private_append
+from searchd.state.signing import load_key
+from searchd.state.store import CheckpointStore
 from searchd.worker.dask_runner import cluster_address
 from searchd.worker.data import Dataset, load_dataset
 from searchd.worker.estimators import build_candidate, check_model, is_classification

@@ -20,7 +20,7 @@ from searchd import protocol
 from searchd.errors import CheckpointError, DataError, JobSpecError, SearchdError, StateLockedError
 from searchd.protocol import Exit
 from searchd.settings import Settings
-from searchd.state.store import clean_temp_files, exclusive
+from searchd.state.files import clean_temp_files, exclusive
 from searchd.worker.dask_runner import ClusterUnavailableError
 from searchd.worker.events import Events
 from searchd.worker.job import POOL_DATA, JobRun

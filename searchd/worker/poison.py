@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from searchd.state.store import atomic_write, read_private
+from searchd.state.files import atomic_write, read_private
 
 log = logging.getLogger("searchd.worker")
 
