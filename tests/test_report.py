@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -111,8 +112,9 @@ def test_the_page_is_deterministic_self_contained_and_locked_down(demo: Env, pag
     assert "url(http" not in page and "@import" not in page and "<?xml" not in page
     ids = re.findall(r'\bid="([^"]+)"', page)
     assert len(ids) == len(set(ids)), "ids repeat across the inline plots"
-    # knn: 2 profiles, a heatmap, fit time; svc and tree: a profile and fit time
-    assert page.count('<svg class="plot"') == 8
+    # the daemon's timeline; knn: 2 profiles, a heatmap, fit time; svc and tree: a profile
+    # and fit time
+    assert page.count('<svg class="plot"') == 9
     assert len(page.encode()) < 400_000
 
 
@@ -120,7 +122,7 @@ def test_the_page_shows_the_job_and_every_model_type(demo: Env, page: str) -> No
     summary = demo.summary(JOB)
     assert f"{summary['fits_done']} of {summary['fits_total']} fits (100.0%)" in page
     assert f"{summary['fits_computed']} computed for {summary['fits_total']} needed" in page
-    assert "No timeline recorded." in page
+    assert "No timeline recorded." not in page  # the supervisor recorded one
     res = load_results(JOB, demo.state, with_estimators=False)
     for name, m in res.models.items():
         assert f'id="model-{name}"' in page
@@ -362,3 +364,17 @@ def test_the_supervisor_never_imports_matplotlib() -> None:
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True,
                          text=True, timeout=60, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_the_daemon_keeps_the_job_s_report_and_timeline(demo: Env) -> None:
+    """After ``run --drain`` the worker has drawn state/<job>/report.html (the final one,
+    with every type done) and the supervisor has recorded the timeline."""
+    from searchd.report.timeline import read_timeline
+    path = demo.state / JOB / "report.html"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    text = path.read_text()
+    assert text.startswith("<!DOCTYPE html>") and "Content-Security-Policy" in text
+    for model in ("knn", "svc", "tree"):
+        assert model in text
+    points = read_timeline(demo.state / JOB)
+    assert points and points[-1].fits_done == demo.summary(JOB)["fits_done"]

@@ -45,6 +45,7 @@ from searchd.worker.halving import task_split
 from searchd.worker.plan import Scoring, Split, add_batch, empty_results, splits
 from searchd.worker.poison import MAX_FIT_DEATHS, TIMEOUT_EXIT, FitGuard, FitRecord, task_tag
 from searchd.worker.refit import Refit
+from searchd.worker.reporting import ReportKeeper
 from searchd.worker.runner import Runner, job_n_jobs, make_runner
 from searchd.worker.strategy import Strategy, strategy_for
 
@@ -93,6 +94,8 @@ class JobRun:
         self.fits_fd = open_private_append(job_dir / FITS_LOG)  # never through a link
         self.data: Dataset | None = None
         self.splits: list[Split] = []
+        #: state/<job>/report.html, drawn in a thread of its own
+        self.reports = ReportKeeper(job_dir.parent, job_id)
 
     # --- checkpoints ---------------------------------------------------------------------------
 
@@ -165,7 +168,8 @@ class JobRun:
             backoff = min(60.0, self.interval * 2 ** self.flush_failures)
             if self.dirty and now - self.last_flush >= (backoff if self.flush_failures
                                                          else self.interval):
-                self.flush()
+                if self.flush():
+                    self.reports.tick(now)
             if now - last_report >= 1.0:
                 last_report = now
                 self.progress()
@@ -369,5 +373,6 @@ class JobRun:
             raise
         self.progress()
         self.runner.close()
+        self.reports.finish()
         self.events.send(protocol.Done())
         return Exit.DONE

@@ -68,6 +68,7 @@ def refit_best(run: JobRun, name: str, template: Any) -> None:
         res.test_score, res.refit_time, res.state = test_score, refit_time, DONE
         run.dirty = True
     run.flush_until_written()
+    run.reports.request()
     log.info("%s: %s done: best %s = %.6g with %s", run.job_id, name, res.refit,
              res.best_score if res.best_score is not None else float("nan"), res.params[best])
     run.progress()
