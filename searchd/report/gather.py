@@ -6,6 +6,7 @@ Only the public read API is used, so the checkpoint's internals can change under
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -28,7 +29,7 @@ from searchd.report.stats import Comparison, corrected_ttest, split_sizes
 from searchd.report.timeline import TimelinePoint, read_timeline
 from searchd.state.files import read_private
 from searchd.state.read import JobResults, ModelSearch, load_results
-from searchd.state.records import JobRecord, read_summary
+from searchd.state.records import JobRecord, JobState, read_summary
 from searchd.state.results import DONE
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,10 @@ def from_results(rec: JobRecord, results: JobResults | None,
     if results is None:
         return JobView(rec, [], 0.0, 0.0, timeline, note or "no results yet")
     n_train, n_test = split_sizes(results.splits)
+    if (rec.state in (JobState.RUNNING, JobState.PAUSED) and results.models
+            and all(m.state == DONE for m in results.models.values())):
+        # the worker draws its last report just before it says "done": every type is done
+        rec = dataclasses.replace(rec, state=JobState.DONE, eta_seconds=None)
     models = [model_view(m, n_train, n_test, refit, rec.models.get(m.name, {}).get("state"))
               for m in results.models.values()]
     view = JobView(rec, models, n_train, n_test, timeline, note)
