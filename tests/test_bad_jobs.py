@@ -6,16 +6,9 @@ import json
 
 import pytest
 from conftest import Env
+from jobtexts import IRIS_KNN
 
-GOOD = """
-[data]
-source = "sklearn:iris"
-[search]
-cv = 3
-[models.knn]
-estimator = "KNeighborsClassifier"
-grid = { n_neighbors = [1, 3] }
-"""
+GOOD = IRIS_KNN
 
 BAD = {
     "syntax.toml": ("[data\nsource = 1", "not valid TOML"),

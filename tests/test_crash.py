@@ -10,35 +10,13 @@ import time
 
 import pytest
 from conftest import Env, fits_logged
+from jobtexts import DIGITS_THREE_TYPES
 from reference import assert_same_as_gridsearch
 
 import searchd
 from searchd.state.read import load_results
 
-JOB = """
-[data]
-source = "sklearn:digits"
-
-[search]
-cv = 4
-
-[[preprocess]]
-name = "scale"
-estimator = "StandardScaler"
-
-[models.knn]
-estimator = "KNeighborsClassifier"
-grid = { n_neighbors = [1, 3, 5, 7] }
-
-[models.svc]
-estimator = "SVC"
-grid = { C = { logspace = [-2, 2, 9] }, gamma = { logspace = [-4, -2, 4] } }
-
-[models.lr]
-estimator = "LogisticRegression"
-params = { max_iter = 500 }
-grid = { C = [0.1, 1.0] }
-"""
+JOB = DIGITS_THREE_TYPES
 INTERVAL = 1.0
 N_JOBS = 2
 

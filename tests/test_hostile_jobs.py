@@ -35,6 +35,7 @@ import pytest
 from conftest import REPO, Env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jobtexts import IRIS_KNN
 from sklearn.base import clone
 
 from searchd.errors import DataError, JobSpecError
@@ -48,15 +49,7 @@ MAX_CANDIDATES = 2_000  # small: every accepted grid is expanded in memory
 
 # --- seeds: valid jobs from the tests, the repo and the README -----------------------------------
 
-IRIS = """
-[data]
-source = "sklearn:iris"
-[search]
-cv = 3
-[models.knn]
-estimator = "KNeighborsClassifier"
-grid = { n_neighbors = [1, 3] }
-"""
+IRIS = IRIS_KNN
 
 DIGITS = """
 [data]

@@ -23,6 +23,7 @@ from typing import Any
 import psutil
 import pytest
 from conftest import Env, fits_logged
+from jobtexts import DIGITS_THREE_TYPES
 from reference import assert_same_as_gridsearch
 
 import searchd
@@ -31,30 +32,7 @@ from searchd.state.read import load_results
 NCPU = os.cpu_count() or 1
 
 # ~170 fits of 0.02-0.5 s: long enough to be paused mid-search, short enough to finish.
-JOB = """
-[data]
-source = "sklearn:digits"
-
-[search]
-cv = 4
-
-[[preprocess]]
-name = "scale"
-estimator = "StandardScaler"
-
-[models.knn]
-estimator = "KNeighborsClassifier"
-grid = { n_neighbors = [1, 3, 5, 7] }
-
-[models.svc]
-estimator = "SVC"
-grid = { C = { logspace = [-2, 2, 9] }, gamma = { logspace = [-4, -2, 4] } }
-
-[models.lr]
-estimator = "LogisticRegression"
-params = { max_iter = 500 }
-grid = { C = [0.1, 1.0] }
-"""
+JOB = DIGITS_THREE_TYPES
 JOB_FITS = (4 + 36 + 2) * 4
 
 # 2,000 SVC fits: minutes of work on every core, never finished by the tests that use it.

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Env
+from jobtexts import IRIS_KNN
 
 from searchd.cli.export import write_output
 from searchd.errors import CheckpointError, DataError, JobSpecError, SearchdError, SettingsError
@@ -40,15 +41,7 @@ SECRET = "SECRET-7f3a"
 #: a CSV that would load fine: if a refused path were read, the job would be accepted
 SECRET_CSV = f"{SECRET},y\n" + "".join(f"{i},{i % 2}\n" for i in range(12))
 
-JOB = """
-[data]
-source = "sklearn:iris"
-[search]
-cv = 3
-[models.knn]
-estimator = "KNeighborsClassifier"
-grid = { n_neighbors = [1, 3] }
-"""
+JOB = IRIS_KNN
 
 
 def csv_job(source: str) -> str:

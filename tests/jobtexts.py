@@ -1,0 +1,39 @@
+"""The job files several tests share, in one place (a test's own variations stay in it)."""
+
+#: the smallest real job: iris, one model type, 2 candidates × 3 folds (a second or two)
+IRIS_KNN = """
+[data]
+source = "sklearn:iris"
+[search]
+cv = 3
+[models.knn]
+estimator = "KNeighborsClassifier"
+grid = { n_neighbors = [1, 3] }
+"""
+
+#: digits, scaled, three model types (4 + 36 + 2 candidates × 4 folds): long enough to
+#: pause, kill and resume in the middle
+DIGITS_THREE_TYPES = """
+[data]
+source = "sklearn:digits"
+
+[search]
+cv = 4
+
+[[preprocess]]
+name = "scale"
+estimator = "StandardScaler"
+
+[models.knn]
+estimator = "KNeighborsClassifier"
+grid = { n_neighbors = [1, 3, 5, 7] }
+
+[models.svc]
+estimator = "SVC"
+grid = { C = { logspace = [-2, 2, 9] }, gamma = { logspace = [-4, -2, 4] } }
+
+[models.lr]
+estimator = "LogisticRegression"
+params = { max_iter = 500 }
+grid = { C = [0.1, 1.0] }
+"""
