@@ -283,6 +283,15 @@ class JobRun:
         if not self.dispatched:
             self.dispatched = True
             self.events.send(protocol.Dispatching())  # the search proper starts now
+        strikes = self.guard.strikes
+        if any(strikes.deaths(task_tag(name, res.keys[i], f)) for i, f in pending):
+            # Rare: a process died with some of these tasks in flight. They run first, each
+            # alone, so that a poison fit's second worker death comes right after its first
+            # (the supervisor fails a job after 3 deaths in a row without progress).
+            rest = list(screened)
+            self._alone(name, template, scoring, res, suspects)
+            suspects.clear()
+            screened = iter(rest)
         for o in self.runner.stream(template, screened, scoring, count=len(pending)):
             self._record(name, res, o)
         self._alone(name, template, scoring, res,
@@ -299,6 +308,14 @@ class JobRun:
             log.warning("%s: %s: candidate %s fold %d failed: %s", self.job_id, name,
                         brief(res.params[o.i]), o.fold, o.error)
 
+    def _record_poison(self, name: str, res: ModelResults, t: Task, error: str) -> None:
+        """A task failed for its process's deaths: recorded, flushed and reported at once
+        (progress resets the supervisor's count of deaths in a row)."""
+        self._record(name, res, Outcome(t.i, t.fold, None, 0.0, 0.0, error))
+        if self.prepared:
+            self.flush()
+            self.progress()
+
     def _screen(self, name: str, res: ModelResults, tasks: Iterator[Task],
                 suspects: list[Task], handed: dict[tuple[int, int], Task]) -> Iterator[Task]:
         """``tasks`` named for their fit records; a task whose process died twice is
@@ -308,7 +325,7 @@ class JobRun:
             t = dataclasses.replace(t, tag=task_tag(name, res.keys[t.i], t.fold))
             error = strikes.error(t.tag)
             if error is not None:
-                self._record(name, res, Outcome(t.i, t.fold, None, 0.0, 0.0, error))
+                self._record_poison(name, res, t, error)
             elif strikes.deaths(t.tag):
                 suspects.append(t)
             else:
@@ -326,7 +343,7 @@ class JobRun:
                     break
                 error = self.guard.strikes.error(t.tag)
                 if error is not None:
-                    self._record(name, res, Outcome(t.i, t.fold, None, 0.0, 0.0, error))
+                    self._record_poison(name, res, t, error)
                     break
                 log.info("%s: %s: fitting %s fold %d alone: a process died with it in "
                          "flight", self.job_id, name, brief(res.params[t.i]), t.fold)

@@ -12,7 +12,7 @@ a process die knows which task was in flight there:
   (pool processes die with the worker, so their records say nothing about the cause).
 
 Each such death is a *strike* against the task, kept in ``strikes.json``. A struck task is
-re-run alone, in the worker, after the batch's other tasks; a task whose process died
+re-run alone, before the batch's other tasks; a task whose process died
 :data:`MAX_FIT_DEATHS` times is recorded as failed (score NaN, the error says so) and the
 search goes on. A kill -9 from outside counts like any other death: a task whose process
 is killed twice is, to searchd, a poison fit.
