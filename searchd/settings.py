@@ -89,6 +89,12 @@ class Settings:
     pause_while_user_active: float = 0.0
     #: Dask scheduler address, e.g. tcp://host:8786 (None = local joblib)
     dask_scheduler: str | None = None
+    # --- notifications ---
+    #: a command (program and arguments, no shell) run when a job becomes done, failed or
+    #: invalid; the job's id, state and best score are in its SEARCHD_* environment
+    on_job_end: tuple[str, ...] = ()
+    #: seconds on_job_end may run before it is killed (with its process group)
+    on_job_end_timeout: float = 30.0
 
     def job_dir(self, job_id: str) -> Path:
         return self.state_dir / job_id
@@ -161,6 +167,13 @@ def _coerce(key: str, value: Any, source: str) -> Any:
                 isinstance(v, (str, Path)) and str(v) for v in value):
             raise SettingsError(f"{source}: {key}: expected a list of folders, got {value!r}")
         return tuple(Path(v) for v in value)
+    if key == "on_job_end":
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, str) and "\0" not in v for v in value) or (value and not value[0]):
+            raise SettingsError(f"{source}: {key}: expected a list: the program and its "
+                                f"arguments (no shell), e.g. [\"notify-send\", \"searchd\"], "
+                                f"got {value!r}")
+        return tuple(value)
     if key in ("run_window", "dask_scheduler"):
         if value is not None and not isinstance(value, str):
             raise SettingsError(f"{source}: {key}: expected a string, got {value!r}")
@@ -220,6 +233,8 @@ def _check_ranges(s: Settings, source: str) -> None:
         raise SettingsError(f"{source}: checkpoint_interval: must be positive")
     if s.sample_interval <= 0:
         raise SettingsError(f"{source}: sample_interval: must be positive")
+    if s.on_job_end_timeout <= 0:
+        raise SettingsError(f"{source}: on_job_end_timeout: must be positive")
 
 
 def settings_from(values: dict[str, Any], source: str, base: Settings | None = None) -> Settings:

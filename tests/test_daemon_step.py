@@ -772,3 +772,140 @@ def test_timeline_points_every_few_seconds_and_at_every_pause_and_end(tmp_path: 
         assert paused[first_pause - 1] is None and paused[-1] is None  # resumed, then done
         assert points[-1].fits_done == 3 and points[0].fits_done <= 1
         assert len(points) <= 8  # not one per step
+
+
+# --- on_job_end ------------------------------------------------------------------------------
+
+class FakeHooks:
+    """Records what the daemon asks to run; runs nothing."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, tuple[str, ...], dict[str, str], float]] = []
+        self.polls = 0
+
+    def start(self, job_id: str, argv: Any, env: dict[str, str], timeout: float,
+              now: float) -> None:
+        self.started.append((job_id, tuple(argv), env, timeout))
+
+    def poll(self, now: float) -> None:
+        self.polls += 1
+
+    def finish(self, wait: float, interrupted: Any, tick: Any) -> None:
+        pass
+
+    def envs(self) -> list[dict[str, str]]:
+        return [e for _j, _a, e, _t in self.started]
+
+
+HOOK = ("/usr/bin/notify", "searchd")
+
+
+@contextlib.contextmanager
+def hook_rig(tmp_path: Path, **settings: Any) -> Iterator[tuple[Rig, FakeHooks]]:
+    """The rig with on_job_end set and its runner recording calls."""
+    with rig(tmp_path, on_job_end=HOOK, on_job_end_timeout=7.0, **settings) as r:
+        hooks = FakeHooks()
+        r.daemon.hooks = hooks
+        yield r, hooks
+
+
+def test_on_job_end_fires_once_when_a_job_is_done(tmp_path: Path) -> None:
+    with hook_rig(tmp_path) as (r, hooks):
+        w = running(r)
+        w.say(protocol.Progress(models={
+            "knn": {"fits_done": 4, "fits_total": 4, "state": "done", "best_score": 0.96},
+            "svc": {"fits_done": 4, "fits_total": 4, "state": "done", "best_score": 0.98},
+            "lr": {"fits_done": 1, "fits_total": 4, "state": "running", "best_score": 0.99}}))
+        r.step()
+        assert hooks.started == [], "nothing fires while the job runs"
+        w.exit(Exit.DONE, protocol.Done())
+        r.step()
+        [(job, argv, env, timeout)] = hooks.started
+        assert (job, argv, timeout) == ("j", HOOK, 7.0)
+        assert {k: env[k] for k in ("SEARCHD_JOB", "SEARCHD_JOB_STATE", "SEARCHD_BEST_MODEL",
+                                    "SEARCHD_BEST_SCORE")} == {
+            "SEARCHD_JOB": "j", "SEARCHD_JOB_STATE": "done", "SEARCHD_BEST_MODEL": "svc",
+            "SEARCHD_BEST_SCORE": "0.98"}
+        assert "SEARCHD_ERROR" not in env
+        # the folders, so that `searchd show "$SEARCHD_JOB"` works in the command
+        assert env["SEARCHD_STATE"] == str(r.state.absolute())
+        assert env["SEARCHD_JOBS"] == str(r.jobs.absolute())
+        assert r.summary()["state"] == "done", "the summary is written before it runs"
+        r.scan_step(); r.step(n=3)  # noqa: E702
+        assert len(hooks.started) == 1 and hooks.polls > 3
+
+
+def test_on_job_end_fires_for_a_failed_job_with_its_error(tmp_path: Path) -> None:
+    with hook_rig(tmp_path, max_worker_deaths=2) as (r, hooks):
+        running(r).exit(-signal.SIGKILL)
+        r.step()
+        assert r.rec().state == S.QUEUED and hooks.started == [], "a death is not an end"
+        r.step(2.0)
+        r.worker.exit(-signal.SIGKILL)  # type: ignore[union-attr]
+        r.step()
+        [env] = hooks.envs()
+        assert env["SEARCHD_JOB_STATE"] == "failed"
+        assert env["SEARCHD_ERROR"] == "worker died 2 times in a row (last: killed by SIGKILL)"
+        assert (env["SEARCHD_BEST_MODEL"], env["SEARCHD_BEST_SCORE"]) == ("", "")
+        r.step(n=2)
+        assert len(hooks.started) == 1
+
+
+def test_on_job_end_fires_for_an_invalid_file_and_again_for_a_new_invalid_one(
+        tmp_path: Path) -> None:
+    with hook_rig(tmp_path) as (r, hooks):
+        r.write(text=JOB.replace("[1, 3]", "5"))
+        r.scan_step()
+        [env] = hooks.envs()
+        assert env["SEARCHD_JOB_STATE"] == "invalid" and env["SEARCHD_JOB"] == "j"
+        assert "models.knn.grid.n_neighbors: expected a list" in env["SEARCHD_ERROR"]
+        r.scan_step(); r.scan_step()  # noqa: E702 - the same file: no new end
+        assert len(hooks.started) == 1
+        r.write(text=JOB.replace("[1, 3]", "7"))  # rewritten, still invalid: a new end
+        r.scan_step()
+        assert len(hooks.started) == 2
+
+
+def test_on_job_end_fires_for_a_job_the_worker_finds_invalid(tmp_path: Path) -> None:
+    with hook_rig(tmp_path) as (r, hooks):
+        running(r).exit(Exit.INVALID, protocol.Invalid(error="j.toml: data: no such file"))
+        r.step()
+        [env] = hooks.envs()
+        assert (env["SEARCHD_JOB_STATE"], env["SEARCHD_ERROR"]) == (
+            "invalid", "j.toml: data: no such file")
+
+
+def test_on_job_end_not_for_cancelled_or_requeued_jobs_nor_when_unset(tmp_path: Path) -> None:
+    with hook_rig(tmp_path) as (r, hooks):
+        w = running(r)
+        control.request_cancel(r.state / "j")
+        r.daemon.scan()
+        r.step()
+        assert r.rec().state == S.CANCELLED and hooks.started == [] and w.closed
+    (tmp_path / "jobs").rename(tmp_path / "jobs-1")
+    (tmp_path / "state").rename(tmp_path / "state-1")
+    with rig(tmp_path) as r:  # on_job_end unset: the runner is never asked
+        hooks = FakeHooks()
+        r.daemon.hooks = hooks
+        running(r).exit(Exit.DONE, protocol.Done())
+        r.step()
+        assert r.rec().state == S.DONE and hooks.started == []
+
+
+def test_on_job_end_does_not_fire_again_at_a_restart(tmp_path: Path) -> None:
+    with hook_rig(tmp_path) as (r, hooks):
+        r.write("bad.toml", "x = ")
+        running(r).exit(Exit.DONE, protocol.Done())
+        r.step()
+        assert sorted(j for j, *_ in hooks.started) == ["bad", "j"]
+    (tmp_path / "jobs").rename(tmp_path / "jobs-old")
+    with hook_rig(tmp_path) as (r2, hooks2):
+        r2.write()
+        r2.write("bad.toml", "x = ")  # the same files as before
+        r2.scan_step(); r2.step(n=3)  # noqa: E702
+        assert r2.rec().state == S.DONE and r2.rec("bad").state == S.INVALID
+        assert hooks2.started == [], "already announced by the daemon before"
+        r2.write(text=JOB.replace("[1, 3]", "[1, 3, 5]"), mtime=EPOCH + 100)
+        r2.write("bad.toml", "y = ")
+        r2.scan_step()  # bad.toml changed and is invalid again: a new end
+        assert [j for j, *_ in hooks2.started] == ["bad"]

@@ -120,6 +120,8 @@ max_job_seconds = 60
 max_priority = 5
 max_memory = 2048
 max_fit_seconds = 30
+on_job_end = ["notify-send", "searchd"]
+on_job_end_timeout = 5
 """)
     s = resolve_settings(cfg, {})
     assert s == Settings(
@@ -131,7 +133,7 @@ max_fit_seconds = 30
         data_dirs=(Path("/data/a"), Path("b")), on_battery="ignore", max_temperature=85.0,
         exclusive_apps=("zoom", "steam"), pause_while_user_active=300.0, max_fits=9,
         max_data_bytes=1000, max_job_seconds=60.0, max_priority=5, max_memory=2048,
-        max_fit_seconds=30.0)
+        max_fit_seconds=30.0, on_job_end=("notify-send", "searchd"), on_job_end_timeout=5.0)
     assert {f.name for f in dataclasses.fields(Settings)} == set(load_config(cfg))
 
 
@@ -185,6 +187,10 @@ def test_unknown_flag() -> None:
     ("resume_after = -1", "resume_after: must not be negative, got -1"),
     ("checkpoint_interval = nan", "checkpoint_interval: expected a number, got nan"),
     ("scan_interval = [1]", "scan_interval: expected a number, got [1]"),
+    ('on_job_end = "notify-send searchd"', "on_job_end: expected a list: the program and its "
+     'arguments (no shell), e.g. ["notify-send", "searchd"], got \'notify-send searchd\''),
+    ('on_job_end = ["", "x"]', "on_job_end: expected a list: the program and its "
+     'arguments (no shell), e.g. ["notify-send", "searchd"], got [\'\', \'x\']'),
 ])
 def test_bad_value_type(tmp_path: Path, line: str, message: str) -> None:
     cfg = config(tmp_path, line + "\n")
@@ -216,6 +222,7 @@ def test_max_load_flag_out_of_range() -> None:
     ({"pause_after": 0}, "pause_after: expected at least 1, got 0"),
     ({"max_candidates": 0}, "max_candidates: expected at least 1, got 0"),
     ({"sample_interval": 0}, "sample_interval: must be positive"),
+    ({"on_job_end_timeout": 0}, "on_job_end_timeout: must be positive"),
 ])
 def test_out_of_range(values: dict[str, object], message: str) -> None:
     with pytest.raises(SettingsError) as e:

@@ -29,6 +29,13 @@ from searchd.supervisor.events import EventFold
 from searchd.supervisor.exits import TIME_SLICE, ExitPolicy
 from searchd.supervisor.gate import IdleGate
 from searchd.supervisor.handle import WorkerProc
+from searchd.supervisor.hooks import (
+    STOP_WAIT_SECONDS,
+    HookRunner,
+    Hooks,
+    JobEnds,
+    job_end_environment,
+)
 from searchd.supervisor.intake import Intake
 from searchd.supervisor.load import LoadSampler
 from searchd.supervisor.notify import Notifier
@@ -51,7 +58,8 @@ class Daemon:
                  reload: Callable[[], Settings] | None = None, *,
                  clock: Clock | None = None, launcher: Launcher = WorkerProc,
                  control: ProcessControl | None = None,
-                 notifier: Notifier | None = None, sensors: Sensors | None = None) -> None:
+                 notifier: Notifier | None = None, sensors: Sensors | None = None,
+                 hooks: Hooks | None = None) -> None:
         self.settings = settings
         #: re-reads the config file (and re-applies the flags) on SIGHUP
         self._reload = reload
@@ -77,6 +85,9 @@ class Daemon:
         self.intake = Intake(self.records, self._dirty)
         self.exits = ExitPolicy()
         self.fold = EventFold()
+        #: runs on_job_end for the jobs that ``_job_ends`` sees end
+        self.hooks = hooks or HookRunner(settings.state_dir)
+        self._job_ends = JobEnds()
         self._stopping: WarmStop | None = None
         self._last_tick = self.clock.monotonic()
         #: the running job's run_seconds when its worker started (for max_job_seconds)
@@ -123,6 +134,7 @@ class Daemon:
                     rec.paused_reason = None
                 self.records[rec.id] = rec
                 self._dirty.add(rec.id)
+            self._job_ends.seed(self.records.values())  # announced by the daemon before
             clean_temp_files(state)
             with self.control.lifeline(state):
                 yield
@@ -145,6 +157,11 @@ class Daemon:
             self.step()
             if not self.finished:
                 self.driver.run()
+            signals = self.stop_signals
+            self.hooks.finish(
+                STOP_WAIT_SECONDS if signals else self.settings.on_job_end_timeout,
+                lambda: self.stop_signals > signals,
+                lambda: self.notifier.maybe_watchdog(self.clock.monotonic()))
         return self.exit_code
 
     def wants_step(self, now: float) -> bool:
@@ -212,6 +229,7 @@ class Daemon:
         if self.worker is None and self.pausing.reason is None:
             self._start_next(now)
         self._write_summaries()
+        self._run_hooks(now)
         self._notify(now)
         if self.drain and self.worker is None and not self._runnable(
                 now, ignore_backoff=True) and not self._waiting_for_disk():
@@ -353,6 +371,7 @@ class Daemon:
         self._poll_worker(0.0, now)
         self._show_pause_reason(None, now)  # no daemon, nothing paused
         self._write_summaries()
+        self._run_hooks(now)
         self.shutdown(0)
 
     # --- reporting -------------------------------------------------------------------------------
@@ -367,6 +386,16 @@ class Daemon:
                 continue
             self._dirty.discard(jid)
             self._timeline.note(rec, self.clock.monotonic(), self.clock.time())
+
+    def _run_hooks(self, now: float) -> None:
+        """Start on_job_end for each job that ended since the last step (after its
+        summary is written, so the command reads the final one), and poll the running."""
+        for rec in self._job_ends.ended(self.records.values()):
+            if self.settings.on_job_end:
+                self.hooks.start(rec.id, self.settings.on_job_end,
+                                 job_end_environment(rec, self.settings),
+                                 self.settings.on_job_end_timeout, now)
+        self.hooks.poll(now)
 
     def status_line(self) -> str:
         running = self.records[self.worker.job_id] if self.worker is not None else None
