@@ -378,3 +378,204 @@ def test_the_daemon_keeps_the_job_s_report_and_timeline(demo: Env) -> None:
         assert model in text
     points = read_timeline(demo.state / JOB)
     assert points and points[-1].fits_done == demo.summary(JOB)["fits_done"]
+
+
+# --- strategies: halving's rounds, random search's sampled points ---------------------------
+
+STRATEGIES = "strategies"
+#: 18 trees halved by 2 on iris's 150 samples (rounds of 18, 9, 5, 3 candidates on 18, 36,
+#: 72, 144 samples) and 12 SVCs drawn at random, two parameters log-uniformly
+STRATEGIES_TEXT = """
+[data]
+source = "sklearn:iris"
+[search]
+cv = 3
+[models.tree]
+estimator = "DecisionTreeClassifier"
+params = { random_state = 0 }
+search = "halving"
+factor = 2
+grid = { max_depth = [1, 2, 3, 4, 5, 6], min_samples_leaf = [1, 2, 4] }
+[models.svc]
+estimator = "SVC"
+search = "random"
+n_iter = 12
+seed = 0
+[models.svc.grid]
+C = { loguniform = [0.01, 100.0] }
+gamma = { loguniform = [1e-3, 10.0] }
+kernel = ["rbf", "linear"]
+"""
+
+
+@pytest.fixture(scope="module")
+def strategies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Env, str]]:
+    """A finished job with a halving and a random type (141 fits, a few seconds), and its page."""
+    root = tmp_path_factory.mktemp("strategies")
+    env = Env(root, root / "jobs", root / "state")
+    env.jobs.mkdir(parents=True)
+    env.write_job(f"{STRATEGIES}.toml", STRATEGIES_TEXT)
+    try:
+        env.cli("run", "--drain", timeout=120, check=True)
+    finally:
+        env.reap()
+    yield env, render_report(env.state, STRATEGIES)
+    env.reap()
+
+
+def _section(page: str, model: str) -> str:
+    start = page.index(f'<h2 id="model-{model}">')
+    return page[start: page.index("</section>", start)]
+
+
+def test_strategy_sections_are_registered() -> None:
+    from searchd.report.sections import STRATEGY_SECTIONS, halving_rounds, sampled_points
+
+    assert STRATEGY_SECTIONS["halving"] == [halving_rounds]
+    assert STRATEGY_SECTIONS["random"] == [sampled_points]
+
+
+def test_a_halving_type_shows_its_rounds(strategies: tuple[Env, str]) -> None:
+    env, page = strategies
+    tree = load_results(STRATEGIES, env.state, with_estimators=False)["tree"]
+    assert tree.n_candidates_ == [18, 9, 5, 3] and tree.n_resources_ == [18, 36, 72, 144]
+    html = _section(page, "tree")
+    assert "<h3>Successive halving: 4 rounds</h3>" in html
+    assert "factor 2, n_samples from 18 to 150" in html
+    cv = tree.cv_results_
+    for r, (c, n) in enumerate(zip(tree.n_candidates_, tree.n_resources_, strict=True)):
+        best = max(s for s, i in zip(cv["mean_test_score"], cv["iter"], strict=True) if i == r)
+        row = f"<tr><td>{r + 1}</td><td>{c}</td><td>{n}</td><td>{c * 3}</td><td>{c}</td>" \
+              f"<td>{best:.4f}</td></tr>"
+        assert row in html, row
+    assert f"<td><b>{tree.fits_total}</b></td>" in html and tree.fits_total == 35 * 3
+    assert 'aria-label="tree: mean CV score per candidate across the rounds"' in html
+    # the top candidates say which round each row is from (their resources differ)
+    assert "<th>round</th>" in html
+
+
+def test_a_random_type_shows_its_sampled_points(strategies: tuple[Env, str]) -> None:
+    _, page = strategies
+    html = _section(page, "svc")
+    assert "<h3>Sampled points: 12 candidates drawn at random</h3>" in html
+    for p in ("C", "gamma", "kernel"):
+        assert f'aria-label="svc: sampled {p} against mean CV score"' in html
+        assert f'aria-label="svc: mean CV score against {p}"' not in html  # no grid profile
+    assert "Each sampled C (drawn from a distribution, log axis)" in html
+    assert "Each sampled gamma (drawn from a distribution, log axis)" in html
+    assert "Each sampled kernel (drawn from a list)" in html
+    assert 'aria-label="svc: sampled C and gamma, coloured by mean CV score"' in html
+    assert "The best C" not in html and "The best gamma" not in html  # no grid edge
+    # log axes (their ticks are powers of ten, which matplotlib notes as mathtext) for the
+    # log-uniform draws only
+    assert "\\mathdefault{10^{" in _svg(html, "svc: sampled C against mean CV score")
+    assert "\\mathdefault{10^{" in _svg(html, "svc: sampled gamma against mean CV score")
+    assert "\\mathdefault{10^{" not in _svg(html, "svc: sampled kernel against mean CV score")
+
+
+def _svg(html: str, label: str) -> str:
+    start = html.index(f'aria-label="{label}"')
+    return html[start: html.index("</svg>", start)]
+
+
+def test_the_strategy_page_is_deterministic_and_counts_its_plots(
+        strategies: tuple[Env, str]) -> None:
+    env, page = strategies
+    assert render_report(env.state, STRATEGIES) == page
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids))
+    # the timeline; tree: 2 profiles, a heatmap, fit time and the rounds; svc: fit time,
+    # 3 sampled values and the pair of C and gamma
+    assert page.count('<svg class="plot"') == 1 + (4 + 1) + (1 + 3 + 1)
+    assert _section(page, "tree").count('<svg class="plot"') == 5
+    assert _section(page, "svc").count('<svg class="plot"') == 5
+    assert len(page.encode()) < 400_000
+    # the worker's copy has the same sections
+    daemon = (env.state / STRATEGIES / REPORT).read_text()
+    assert "Successive halving: 4 rounds" in daemon and "Sampled points" in daemon
+
+
+def _halving_results(n: int, factor: int = 3) -> JobResults:
+    """Successive halving of ``n`` candidates by ``factor`` on a parameter resource,
+    without fitting anything: a row per (candidate, round)."""
+    rng = np.random.default_rng(1)
+    alive = list(range(n))
+    rows: list[tuple[int, int, int]] = []  # (candidate, round, resources)
+    cands, res = [], []
+    r = 0
+    while True:
+        cands.append(len(alive))
+        res.append(10 * factor ** r)
+        rows += [(c, r, res[-1]) for c in alive]
+        if len(alive) == 1:
+            break
+        alive = alive[: -(-len(alive) // factor)]  # the first ones "win"
+        r += 1
+    params = [{"a": c, "n_estimators": n_res} for c, _, n_res in rows]
+    folds = rng.uniform(0.6, 0.95, (len(rows), 3))
+    mean = folds.mean(axis=1)
+    cv: dict[str, Any] = {"params": params, "mean_test_score": mean,
+                          "std_test_score": folds.std(axis=1),
+                          "rank_test_score": (-mean).argsort().argsort() + 1,
+                          "mean_fit_time": rng.uniform(0.01, 2.0, len(rows)),
+                          "iter": np.array([r for _, r, _ in rows]),
+                          "n_resources": np.array([x for *_, x in rows])}
+    cv.update({f"split{f}_test_score": folds[:, f] for f in range(3)})
+    best = len(rows) - 1
+    plan = {"resource": "n_estimators", "factor": factor, "min_resources_": 10,
+            "max_resources_": res[-1], "n_candidates_": cands, "n_resources_": res,
+            "n_iterations_": len(cands)}
+    m = ModelSearch(name="h", state="done", cv_results_=cv, best_index_=best,
+                    best_params_=params[best], best_score_=float(mean[best]),
+                    best_estimator_=None, test_score_=None, refit_time_=None,
+                    fits_done=3 * len(rows), fits_total=3 * len(rows), errors={},
+                    n_candidates_=cands, n_resources_=res, n_iterations_=len(cands),
+                    halving=plan)
+    idx = np.arange(90)
+    return JobResults(job_id="h", models={"h": m},
+                      splits=[(np.delete(idx, idx[f::3]), idx[f::3]) for f in range(3)])
+
+
+def test_halving_paths_follow_a_candidate_whose_resource_is_a_parameter() -> None:
+    from searchd.report.rounds import paths, rounds
+
+    rec = JobRecord(id="h", state=JobState.DONE)
+    view = from_results(rec, _halving_results(27), []).models[0]
+    assert view.search == "halving"
+    assert [(r.candidates, r.resources, r.fits) for r in rounds(view)] == \
+        [(27, 10, 81), (9, 30, 27), (3, 90, 9), (1, 270, 3)]
+    # n_estimators changes from round to round, yet each candidate has one path, its rows
+    # in round order: the first candidates "win" each round
+    found = paths(view)
+    assert [len(p) for p in found] == [4, 3, 3] + [2] * 6 + [1] * 18
+    assert [int(view.rounds[i]) for i in found[0]] == [0, 1, 2, 3]  # type: ignore[index]
+
+
+def test_the_rounds_plot_stays_small_however_many_candidates() -> None:
+    from searchd.report.rounds import MAX_LINES, rounds_plot
+
+    rec = JobRecord(id="h", state=JobState.DONE)
+    small = rounds_plot(from_results(rec, _halving_results(81), []).models[0], "a")
+    big_view = from_results(rec, _halving_results(3 ** 8), []).models[0]
+    big = rounds_plot(big_view, "b")
+    assert rounds_plot(big_view, "b") == big  # deterministic
+    assert "shown)" in big and "shown)" not in small
+    assert big.count("<path") < small.count("<path") + MAX_LINES + 600
+    assert len(big.encode()) < 400_000
+
+
+def test_job_facts_tell_random_types_and_log_uniform_parameters() -> None:
+    from searchd.report.jobfile import facts
+
+    doc = {"search": {"scoring": ["accuracy", "f1_macro"], "refit": "f1_macro"},
+           "models": {"svc": {"search": "random", "grid": {
+               "C": {"loguniform": [0.01, 100.0]}, "tol": {"uniform": [0.0, 1.0]},
+               "k": {"range": [1, 5]}, "kernel": ["rbf"]}},
+               "knn": {"grid": [{"n": [1, 2]}, {"w": {"randint": [1, 3]}}]}}}
+    f = facts(doc)
+    assert f.refit == "f1_macro" and f.search == {"svc": "random", "knn": "grid"}
+    assert f.drawn == {"svc": {"C": "loguniform", "tol": "uniform"}, "knn": {"w": "randint"}}
+    assert f.log_params("svc") == {"C"} and f.log_params("knn") == frozenset()
+    # four draws that do not look log-spaced still get a log axis when drawn log-uniformly
+    params = [{"C": c} for c in (1.0, 5.0, 9.0, 13.0)]
+    assert not build_axes(params)[0].log and build_axes(params, frozenset({"C"}))[0].log

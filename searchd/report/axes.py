@@ -30,6 +30,7 @@ class ParamAxis:
     #: every value is a number (no bool, no None)
     numeric: bool
     #: the values are positive and spaced more evenly on a log scale than a linear one
+    #: (or drawn from a log-uniform distribution)
     log: bool
     #: per candidate, the index of its value in ``values`` (MISSING if it has none)
     codes: np.ndarray
@@ -57,8 +58,10 @@ def _key(v: Any) -> tuple[str, Any]:
     return "json", json.dumps(v, sort_keys=True, default=str)
 
 
-def build_axes(params: Sequence[dict[str, Any]]) -> list[ParamAxis]:
-    """The parameters that vary among ``params``, in name order."""
+def build_axes(params: Sequence[dict[str, Any]],
+               log_names: frozenset[str] = frozenset()) -> list[ParamAxis]:
+    """The parameters that vary among ``params``, in name order; those in ``log_names``
+    (drawn log-uniformly) get a log axis whatever their sampled values look like."""
     names = sorted({k for p in params for k in p})
     axes: list[ParamAxis] = []
     for name in names:
@@ -84,7 +87,8 @@ def build_axes(params: Sequence[dict[str, Any]]) -> list[ParamAxis]:
             remap[order] = np.arange(len(values))
             values = [values[j] for j in order]
             codes = np.where(codes == MISSING, MISSING, remap[np.maximum(codes, 0)])
-        axes.append(ParamAxis(name, values, numeric, numeric and log_spaced(values), codes))
+        log = numeric and (log_spaced(values) or (name in log_names and values[0] > 0))
+        axes.append(ParamAxis(name, values, numeric, log, codes))
     return axes
 
 

@@ -7,10 +7,8 @@ Only the public read API is used, so the checkpoint's internals can change under
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +23,9 @@ from searchd.report.axes import (
     build_axes,
     edge_warning,
 )
+from searchd.report.jobfile import UNKNOWN, JobFacts, read_job_facts
 from searchd.report.stats import Comparison, corrected_ttest, split_sizes
 from searchd.report.timeline import TimelinePoint, read_timeline
-from searchd.state.files import read_private
 from searchd.state.read import JobResults, ModelSearch, load_results
 from searchd.state.records import JobRecord, JobState, read_summary
 from searchd.state.results import DONE
@@ -57,9 +55,16 @@ class ModelView:
     fits_done: int
     fits_total: int
     errors: int
-    #: the search strategy, for strategy-specific sections ("grid" until others exist)
+    #: the search strategy ("grid" | "random" | "halving"), for strategy-specific sections
     search: str = "grid"
     edges: list[EdgeWarning] = field(default_factory=list)
+    #: the parameters drawn from a distribution (random and halving searches)
+    drawn: frozenset[str] = frozenset()
+    #: halving: each row's round (``iter``; -1 before it is known) and resources
+    rounds: np.ndarray | None = None
+    resources: np.ndarray | None = None
+    #: halving: the plan (``n_candidates_``, ``n_resources_``, ``resource``, ``factor``, ...)
+    halving: dict[str, Any] | None = None
 
     @property
     def best_score(self) -> float | None:
@@ -106,31 +111,20 @@ def gather(state_dir: Path, job_id: str) -> JobView:
     except NotFoundError as e:  # queued, or no checkpoint flushed yet
         results, note = None, str(e)
     return from_results(rec, results, read_timeline(state_dir / job_id), note,
-                        refit_scorer(state_dir / job_id))
+                        facts=read_job_facts(state_dir / job_id))
 
 
 def refit_scorer(job_dir: Path) -> str | None:
     """The scorer that picks the best, from the frozen job file: ``search.refit`` when the
     job has several scorers; None when it cannot tell (then :func:`scorer_suffix` guesses)."""
-    for name, parse in (("job.toml", tomllib.loads), ("job.json", json.loads)):
-        try:
-            doc = parse(read_private(job_dir / name).decode())
-        except FileNotFoundError:
-            continue
-        except (OSError, ValueError, UnicodeDecodeError) as e:  # damaged: guess instead
-            log.warning("%s: %s unreadable (%s); guessing the refit scorer", job_dir, name, e)
-            return None
-        search = doc.get("search") if isinstance(doc, dict) else None
-        if not isinstance(search, dict) or not isinstance(search.get("scoring"), list):
-            return "score"
-        refit = search.get("refit")
-        return refit if isinstance(refit, str) else None
-    return None
+    return read_job_facts(job_dir).refit
 
 
 def from_results(rec: JobRecord, results: JobResults | None,
                  timeline: list[TimelinePoint], note: str | None = None,
-                 refit: str | None = None) -> JobView:
+                 refit: str | None = None, facts: JobFacts = UNKNOWN) -> JobView:
+    """The view of ``results``; ``facts`` from the job file (the scorer that picks the best,
+    unless ``refit`` names it, and each type's strategy)."""
     if results is None:
         return JobView(rec, [], 0.0, 0.0, timeline, note or "no results yet")
     n_train, n_test = split_sizes(results.splits)
@@ -138,8 +132,9 @@ def from_results(rec: JobRecord, results: JobResults | None,
             and all(m.state == DONE for m in results.models.values())):
         # the worker draws its last report just before it says "done": every type is done
         rec = dataclasses.replace(rec, state=JobState.DONE, eta_seconds=None)
-    models = [model_view(m, n_train, n_test, refit, rec.models.get(m.name, {}).get("state"))
-              for m in results.models.values()]
+    refit = refit if refit is not None else facts.refit
+    models = [model_view(m, n_train, n_test, refit, rec.models.get(m.name, {}).get("state"),
+                         facts) for m in results.models.values()]
     view = JobView(rec, models, n_train, n_test, timeline, note)
     leader = view.leader
     if leader is not None and leader.best is not None:
@@ -169,7 +164,7 @@ def scorer_suffix(m: ModelSearch, refit: str | None = None) -> str:
 
 
 def model_view(m: ModelSearch, n_train: float, n_test: float, refit: str | None = None,
-               state: str | None = None) -> ModelView:
+               state: str | None = None, facts: JobFacts = UNKNOWN) -> ModelView:
     """One type's view; ``state`` is the daemon's word for it (summary.json), fresher than
     the checkpoint's while the type runs."""
     cv = m.cv_results_
@@ -190,7 +185,11 @@ def model_view(m: ModelSearch, n_train: float, n_test: float, refit: str | None 
     best = m.best_index_
     if best is None and np.isfinite(mean).any():
         best = int(np.nanargmax(mean))
-    axes = build_axes(params)
+    axes = build_axes(params, facts.log_params(m.name))
+    drawn = frozenset(facts.drawn.get(m.name, {}))
+    # the read API marks a halving search by its plan; only the job file tells random ones
+    search = "halving" if m.halving else facts.search.get(m.name, "grid")
+    rounds = "iter" in cv and "n_resources" in cv
     view = ModelView(
         name=m.name, state=state if isinstance(state, str) and m.state != DONE else m.state,
         scorer=s, params=params, mean=mean,
@@ -198,10 +197,14 @@ def model_view(m: ModelSearch, n_train: float, n_test: float, refit: str | None 
         rank=np.asarray(cv.get(f"rank_test_{s}", np.zeros(n)), dtype=np.int64),
         fit_time=col("mean_fit_time"), axes=axes, best=best, test_score=m.test_score_,
         fits_done=m.fits_done, fits_total=m.fits_total, errors=len(m.errors),
-        # the read API marks a halving search by its plan; random ones are not told apart yet
-        search="halving" if getattr(m, "halving", None) else "grid")
+        search=search, drawn=drawn,
+        rounds=np.asarray(cv["iter"], dtype=np.int64) if rounds else None,
+        resources=np.asarray(cv["n_resources"], dtype=np.int64) if rounds else None,
+        halving=dict(m.halving) if m.halving is not None else None)
     if best is not None:
         for axis in axes:
+            if axis.name in drawn:  # a distribution has no grid edge to extend
+                continue
             code = int(axis.codes[best])
             w = (edge_warning(axis, axis.values[code], best_per_value(axis, mean))
                  if code >= 0 else None)
