@@ -104,10 +104,13 @@ def _run_group(cmd: list[str], cwd: Path, timeout: float | None,
     return p.returncode, out, err, wall
 
 
-def run_reference(workload: Path, n_jobs: int, cwd: Path,
-                  timeout: float | None = None) -> dict[str, Any]:
-    """GridSearchCV per model type in a fresh process; ``{"timeout": s}`` if capped."""
-    code, out, err, wall = _run_group([sys.executable, "-c", REFERENCE, str(workload),
+def run_reference(workload: Path, n_jobs: int, cwd: Path, timeout: float | None = None,
+                  script: str = REFERENCE) -> dict[str, Any]:
+    """GridSearchCV per model type in a fresh process; ``{"timeout": s}`` if capped.
+
+    ``script`` is another reference with the same argv and output (bench/_strategies.py's:
+    RandomizedSearchCV, HalvingGridSearchCV)."""
+    code, out, err, wall = _run_group([sys.executable, "-c", script, str(workload),
                                        str(n_jobs)], cwd, timeout)
     if code is None:
         return {"timeout": timeout, "n_jobs": n_jobs}
@@ -157,6 +160,12 @@ def run_searchd(job_file: Path, workdir: Path, n_jobs: int,
     flushes = [json.loads(line) for line in flush_log.read_text().splitlines()] \
         if flush_log.exists() else []
     search = summary["finished_at"] - summary["first_task_at"]
+    # the worker's last "<type> done" log line: what follows it until finished_at is the
+    # final report.html (searchd/worker/reporting.py) and the worker's exit
+    from bench.overhead import _log_time
+    done_at = [t for line in err.splitlines() if f"searchd.worker: {job_id}: " in line
+               and " done: " in line and (t := _log_time(line)) is not None]
+    tail = summary["finished_at"] - max(done_at) if done_at else None
     # the processes that fitted: 1 when the job was small enough for the worker alone (it
     # then never started joblib's pool and left the other cores free), else n_jobs
     procs = summary.get("processes") or n_jobs
@@ -170,4 +179,5 @@ def run_searchd(job_file: Path, workdir: Path, n_jobs: int,
             "flushes": flushes,
             "flush_seconds": sum(f["seconds"] for f in in_search),
             "flush_share": sum(f["seconds"] for f in in_search) / search,
+            "after_last_done_seconds": tail,
             "state_dir": state, "job_id": job_id}

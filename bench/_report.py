@@ -6,6 +6,8 @@ import statistics
 from typing import Any
 
 GOAL_RATIO = {"tiny": 1.10, "medium": 1.00, "many": 0.85}
+#: issue 13: searchd's random search and halving against scikit-learn's
+GOAL_STRATEGY = {"random": ("RandomizedSearchCV", 1.00), "halving": ("HalvingGridSearchCV", 1.00)}
 GOAL_FIRST_FIT = 3.0
 GOAL_EFF = 0.03
 GOAL_SHARE = 0.03
@@ -31,8 +33,13 @@ def pair_line(k: int, row: dict[str, Any]) -> None:
           f"{sd['process_seconds']:.1f}s, start {sd['start_seconds']:.1f}s) | ratio "
           f"{row['ratio_search']:.3f} vs {row['faster']}, process {row['ratio_process']:.3f} | "
           f"eff {row['eff_sd']:.3f} vs {row['eff_ref']:.3f} ({row.get('eff_against', '')}) | ckpt "
-          f"{100 * row['flush_share']:.2f}% | others' load {g1['other_load']:.1f}/"
+          f"{100 * row['flush_share']:.2f}%{_tail(sd)} | others' load {g1['other_load']:.1f}/"
           f"{g2.get('other_load', float('nan')):.1f}/{sd['other_load']:.1f} cores", flush=True)
+
+
+def _tail(sd: dict[str, Any]) -> str:
+    t = sd.get("after_last_done_seconds")
+    return "" if t is None else f" | after last type done {t:.1f}s"
 
 
 def _verdict(ok: bool) -> str:
@@ -146,6 +153,35 @@ def table(r: dict[str, Any]) -> str:
                          f"{m['rss_mb']:.1f} MB, {m['cpu_pct']:.2f}% of a core",
                          (f"worker {m['worker_rss_mb']:.0f} MB, tree {m['tree_rss_mb']:.0f} MB"
                           if phase == "busy" else "-"), "-", _verdict(ok)))
+    for name, (cls, goal) in GOAL_STRATEGY.items():
+        if name not in r:
+            continue
+        p = r[name]["pairs"]
+        ratios = [x["ratio_search"] for x in p]
+        g1 = [x["gs1"]["search_seconds"] for x in p]
+        g2 = [x["gs2"]["search_seconds"] for x in p if "search_seconds" in x["gs2"]]
+        ref = f"{cls} n_jobs=1 {med(g1):.2f}s, n_jobs=2 " + (
+            f"{med(g2):.2f}s" if g2 else str(r[name]["n_jobs_2"]))
+        rows.append((f"(8) search time ratio, {name}", f"<= {goal:.2f}",
+                     f"searchd {med([x['sd']['search_seconds'] for x in p]):.2f}s", ref,
+                     mmm(ratios, "{:.3f}"), _verdict(med(ratios) <= goal)))
+        rows.append((f"(8) scores identical, {name}", "yes",
+                     "no" if r[name]["problems"] else "yes", "every row, split, best", "-",
+                     _verdict(not r[name]["problems"])))
+    if "halving-grid" in r:
+        h = r["halving-grid"]
+        p = h["pairs"]
+        rows.append((f"(8) halving / full grid, {h['candidates']} candidates", "-",
+                     f"halving {med([x['halving']['search_seconds'] for x in p]):.2f}s",
+                     f"grid {med([x['grid']['search_seconds'] for x in p]):.2f}s",
+                     mmm([x["ratio"] for x in p], "{:.3f}"), "-"))
+        last = p[-1]
+        rows.append(("(8) best scores, halving vs grid", "-",
+                     f"halving {last['halving']['best_score']:.4f} (on "
+                     f"{last['rounds'][1][-1] if last['rounds'][1] else '?'} samples)",
+                     f"grid {last['grid']['best_score']:.4f}; halving's pick on the full grid "
+                     f"{last['pick_grid_score']:.4f}, rank {last['pick_grid_rank']}", "-",
+                     "-"))
     head = ("figure", "goal", "measured (median)", "reference / detail", "ratio min/med/max",
             "")
     widths = [max(len(str(x[i])) for x in [head, *rows]) for i in range(6)]

@@ -116,3 +116,98 @@ LONG = KILL
 
 PAIRED = {w.name: w for w in (TINY, MEDIUM, MANY)}
 ALL = {**PAIRED, BIG.name: BIG}
+
+
+# --- issue 13: random search and successive halving ---------------------------------------------
+
+def _toml(v: object) -> str:
+    """A Python value as a job-file value: None is {none = true}, ("loguniform", a, b) a
+    scipy.stats distribution, a list a list."""
+    if v is None:
+        return "{ none = true }"
+    if isinstance(v, tuple):
+        return f"{{ {v[0]} = [{', '.join(_toml(a) for a in v[1:])}] }}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    if isinstance(v, str):
+        return f'"{v}"'
+    return repr(v)
+
+
+@dataclass(frozen=True)
+class StrategyWorkload:
+    """One model type on digits, 5 stratified folds, searched with ``search = <kind>``.
+
+    The grid is Python: lists, or ``(name, *args)`` for a ``scipy.stats`` distribution. The
+    job file and the scikit-learn reference (bench/_strategies.py) are both written from it,
+    so neither side is built with the other's code.
+    """
+
+    name: str
+    about: str
+    estimator: str
+    params: dict[str, object]
+    #: the grid and the search keys (n_iter, factor, seed ...), full size and --quick size
+    grid: dict[str, object]
+    grid_quick: dict[str, object]
+    keys: dict[str, object]
+    keys_quick: dict[str, object]
+    kind: str = "random"  # "random" | "halving" | "grid"
+    source: str = "sklearn:digits"
+    model: str = "m"
+    reference_n_jobs_2: bool = True
+
+    def spec(self, quick: bool) -> tuple[dict[str, object], dict[str, object]]:
+        return (self.grid_quick, self.keys_quick) if quick else (self.grid, self.keys)
+
+    def text(self, quick: bool, kind: str | None = None) -> str:
+        grid, keys = self.spec(quick)
+        kind = kind or self.kind
+        lines = [f'estimator = "{self.estimator}"']
+        if self.params:
+            lines.append("params = { " + ", ".join(f"{k} = {_toml(v)}"
+                                                    for k, v in self.params.items()) + " }")
+        if kind != "grid":
+            lines.append(f'search = "{kind}"')
+            lines += [f"{k} = {_toml(v)}" for k, v in keys.items()]
+        lines.append(f"[models.{self.model}.grid]")
+        lines += [f"{k} = {_toml(v)}" for k, v in grid.items()]
+        return _job(self.source, f"[models.{self.model}]\n" + "\n".join(lines))
+
+    def write(self, folder: Path, quick: bool, kind: str | None = None) -> Path:
+        path = folder / f"{self.name}{'' if kind in (None, self.kind) else '-' + kind}.toml"
+        path.write_text(self.text(quick, kind))
+        return path
+
+
+RANDOM = StrategyWorkload(
+    "random", "digits, SVC, C and gamma log-uniform, n_iter 15 x 5 folds = 75 fits of ~200 ms",
+    estimator="SVC", params={},
+    grid={"C": ("loguniform", 0.1, 100.0), "gamma": ("loguniform", 1e-4, 1e-2)},
+    grid_quick={"C": ("loguniform", 0.1, 100.0), "gamma": ("loguniform", 1e-4, 1e-2)},
+    keys={"n_iter": 15, "seed": 0}, keys_quick={"n_iter": 3, "seed": 0})
+
+_C8 = [0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0]
+_G8 = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2]
+
+HALVING = StrategyWorkload(
+    "halving", "digits, SVC, C (8) x gamma (8) on n_samples, factor 3: rounds of 64, 22 and 8 "
+    "candidates on 100, 300 and 900 samples (470 fits)",
+    estimator="SVC", params={}, kind="halving",
+    grid={"C": _C8, "gamma": _G8},
+    grid_quick={"C": _C8[2:5], "gamma": _G8[3:6]},
+    keys={"factor": 3, "seed": 0}, keys_quick={"factor": 3, "seed": 0})
+
+#: halving against searchd's own full grid: 500 candidates (quick: 40)
+HALVING_GRID = StrategyWorkload(
+    "halving-grid", "digits, DecisionTree, max_depth (10) x min_samples_leaf (5) x max_features "
+    "(5) x criterion (2) = 500 candidates: full grid (2,500 fits) vs halving on n_samples, "
+    "factor 3 (500, 167, 56 candidates on 100, 300, 900 samples)",
+    estimator="DecisionTreeClassifier", params={"random_state": 0}, kind="halving",
+    grid={"max_depth": list(range(2, 12)), "min_samples_leaf": [1, 2, 4, 8, 16],
+          "max_features": ["sqrt", "log2", 0.25, 0.5, None], "criterion": ["gini", "entropy"]},
+    grid_quick={"max_depth": list(range(2, 12)), "min_samples_leaf": [1, 4],
+                "max_features": ["sqrt", None], "criterion": ["gini"]},
+    keys={"factor": 3, "seed": 0}, keys_quick={"factor": 3, "seed": 0})
+
+STRATEGY = {w.name: w for w in (RANDOM, HALVING)}

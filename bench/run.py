@@ -23,43 +23,76 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import _checkpoint, _daemon, _report
+from bench import _checkpoint, _daemon, _report, _strategies
 from bench._pairs import run_reference, run_searchd
-from bench._workloads import BIG, KILL, KILL_QUICK, LONG, PAIRED, TINY, Workload
+from bench._workloads import (
+    BIG,
+    HALVING_GRID,
+    KILL,
+    KILL_QUICK,
+    LONG,
+    PAIRED,
+    STRATEGY,
+    TINY,
+    StrategyWorkload,
+    Workload,
+)
 from bench.overhead import build_workload, clean_env, compare_scores
 
 FIGURES = ("tiny", "medium", "many", "big", "checkpoint", "first-fit", "kill", "idle",
-           "footprint")
+           "footprint", "random", "halving", "halving-grid")
 N_JOBS = 2
 
 
-def paired(w: Workload, tmp: Path, pairs: int, quick: bool) -> dict[str, Any]:
-    """A B A B ...: GridSearchCV n_jobs=1 and 2 in fresh processes, then searchd."""
+def paired(w: Workload | StrategyWorkload, tmp: Path, pairs: int,
+           quick: bool) -> dict[str, Any]:
+    """A B A B ...: the reference (GridSearchCV; for a StrategyWorkload RandomizedSearchCV or
+    HalvingGridSearchCV) n_jobs=1 and 2 in fresh processes, then searchd."""
     src = tmp / "src"
     src.mkdir(exist_ok=True)
     job_file = w.write(src, quick)
     pkl = tmp / f"{w.name}.pkl"
-    built = build_workload(job_file, pkl)
-    job = built["job"]
-    print(f"\n== {w.name}: {job.n_candidates} candidates, {job.fits_total} fits; "
-          f"{pairs} pair(s)", flush=True)
+    if isinstance(w, StrategyWorkload):
+        cls = _strategies.build(w, quick, pkl)["cls"]
+        print(f"\n== {w.name}: searchd search = {w.kind!r} vs {cls}; {pairs} pair(s)",
+              flush=True)
+
+        def reference(n_jobs: int, timeout: float | None = None) -> dict[str, Any]:
+            return _strategies.run_ref(pkl, n_jobs, tmp, timeout)
+
+        def compare(sd: dict[str, Any], r: dict[str, Any]) -> list[str]:
+            return _strategies.compare(sd, r, cls)
+        candidates: int | None = None
+        fits: int | None = None
+    else:
+        built = build_workload(job_file, pkl)
+        job = built["job"]
+        candidates, fits = job.n_candidates, job.fits_total
+        print(f"\n== {w.name}: {job.n_candidates} candidates, {job.fits_total} fits; "
+              f"{pairs} pair(s)", flush=True)
+
+        def reference(n_jobs: int, timeout: float | None = None) -> dict[str, Any]:
+            return run_reference(pkl, n_jobs, tmp, timeout=timeout)
+
+        def compare(sd: dict[str, Any], r: dict[str, Any]) -> list[str]:
+            return compare_scores(sd, r, built["expected"])
     rows, problems = [], []
     skip2: str | None = None if w.reference_n_jobs_2 else "not run (DESIGN.md §6)"
     if quick and skip2 is None:
         skip2 = "not run with --quick"
     for k in range(pairs):
-        r1 = run_reference(pkl, 1, tmp)
+        r1 = reference(1)
         r2: dict[str, Any] = {"skipped": skip2}
         if skip2 is None:
             # capped: GridSearchCV(n_jobs=2) on scikit-learn 1.9 can take 20+ minutes on
             # big grids; once it is slower than n_jobs=1 by 10 s we know which is faster
-            r2 = run_reference(pkl, 2, tmp, timeout=r1["process_seconds"] + 10.0)
+            r2 = reference(2, timeout=r1["process_seconds"] + 10.0)
             if "timeout" in r2:
                 skip2 = f"> {r2['timeout']:.0f} s (timed out in pair {k + 1}; not rerun)"
         sd = run_searchd(job_file, tmp / f"{w.name}-run{k}", N_JOBS)
         for r in (r1, r2):
             if "models" in r:
-                problems += [f"pair {k + 1}: {p}" for p in compare_scores(sd, r, built["expected"])]
+                problems += [f"pair {k + 1}: {p}" for p in compare(sd, r)]
         refs = [r for r in (r1, r2) if "search_seconds" in r]
         best = min(refs, key=lambda r: r["search_seconds"])
         same = next((r for r in refs if r["n_jobs"] == sd["processes"]), best)
@@ -81,8 +114,8 @@ def paired(w: Workload, tmp: Path, pairs: int, quick: bool) -> dict[str, Any]:
         rows.append(row)
         _report.pair_line(k + 1, row)
         shutil.rmtree(tmp / f"{w.name}-run{k}", ignore_errors=True)
-    return {"workload": w.name, "about": w.about, "candidates": job.n_candidates,
-            "fits": job.fits_total, "pairs": rows, "problems": problems,
+    return {"workload": w.name, "about": w.about, "candidates": candidates,
+            "fits": fits, "pairs": rows, "problems": problems,
             "n_jobs_2": skip2}
 
 
@@ -179,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
             window = 3.0 if args.quick else 30.0
             print(f"\n== footprint: supervisor idle and busy, {window:.0f} s each", flush=True)
             report["footprint"] = _daemon.footprint(tmp / "footprint", LONG, window)
+        for name in STRATEGY:
+            if name in only:
+                report[name] = paired(STRATEGY[name], tmp, pairs, args.quick)
+        if "halving-grid" in only:
+            report["halving-grid"] = _strategies.halving_vs_grid(HALVING_GRID, tmp, pairs,
+                                                                 args.quick, N_JOBS)
     finally:
         if args.keep:
             print(f"kept {tmp}")
@@ -192,6 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nscores identical to GridSearchCV: {'no' if problems else 'yes'}")
     for p in problems[:20]:
         print(f"  {p}")
+    others = [p for name in STRATEGY if name in report for p in report[name]["problems"]]
+    if any(name in report for name in STRATEGY):
+        print("scores identical to RandomizedSearchCV / HalvingGridSearchCV: "
+              f"{'no' if others else 'yes'}")
+    for p in others[:20]:
+        print(f"  {p}")
+    problems += others
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
     return 1 if problems else 0
