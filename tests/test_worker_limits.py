@@ -166,9 +166,9 @@ def _errors(env: Env, job: str) -> list[str]:
 @pytest.mark.timeout(90)
 def test_max_memory_turns_a_runaway_allocation_into_that_fits_error(env: Env) -> None:
     """PolynomialFeatures(degree=8) of 20 features asks for ~3 GB per fold: under a
-    1536 MiB cap (768 MiB per process) it fails as MemoryError, the other candidate scores."""
+    2048 MiB cap (1024 MiB per process) it fails as MemoryError, the other candidate scores."""
     config = env.root / "c.toml"
-    config.write_text("max_memory = 1536\n")
+    config.write_text("max_memory = 2048\n")
     env.write_job("mem.toml", """
 [data]
 source = "sklearn:make_classification"
@@ -192,7 +192,7 @@ grid = { poly__degree = [1, 8] }
         assert not math.isnan(cv[f"split{f}_test_score"][by_degree[1]])
     errors = _errors(env, "mem")
     assert len(errors) == 3 and all("MemoryError" in e for e in errors), errors
-    assert "capped at 768 MiB" in env.log()
+    assert "capped at 1024 MiB" in env.log()
 
 
 @pytest.mark.timeout(120)
