@@ -22,6 +22,7 @@ from searchd import lifeline as guard
 from searchd.worker import local_runner
 from searchd.worker.evaluate import Outcome, Task, evaluate, evaluate_batch, longest_first
 from searchd.worker.local_runner import LocalRunner
+from searchd.worker.taskstream import TaskStream
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -113,7 +114,7 @@ def test_the_pool_starts_once_the_work_left_outweighs_its_start() -> None:
 def test_batches_shrink_near_the_end() -> None:
     X, y = load_iris(return_X_y=True)
     runner = LocalRunner(2, X, y, [])
-    tasks = local_runner._Stream(None, None, [], 10_000)  # type: ignore[arg-type]
+    tasks = TaskStream(None, None, [], 10_000)  # type: ignore[arg-type]
     assert runner._batch(tasks) == 1  # nothing measured yet
     runner._tasks_seen, runner._seconds_seen = 100, 0.1  # 1 ms tasks
     assert runner._batch(tasks) == int(local_runner.BATCH_SECONDS / 0.001)

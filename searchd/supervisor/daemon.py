@@ -18,11 +18,9 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 
 from searchd.errors import SettingsError
-from searchd.jobs.folder import frozen_path
-from searchd.jobs.limits import effective_priority
 from searchd.settings import Settings
 from searchd.state.files import clean_temp_files, exclusive, secure_state_dir
-from searchd.state.records import ACTIVE, JobRecord, JobState, all_summaries, write_summary
+from searchd.state.records import JobRecord, JobState, all_summaries, write_summary
 from searchd.state.signing import load_key
 from searchd.supervisor.driver import SchedulerDriver
 from searchd.supervisor.events import EventFold
@@ -36,7 +34,7 @@ from searchd.supervisor.hooks import (
     JobEnds,
     job_end_environment,
 )
-from searchd.supervisor.intake import Intake
+from searchd.supervisor.intake import Intake, run_order
 from searchd.supervisor.load import LoadSampler
 from searchd.supervisor.notify import Notifier
 from searchd.supervisor.pausing import Pausing
@@ -239,13 +237,8 @@ class Daemon:
             self.shutdown(1 if failed else 0)
 
     def _runnable(self, now: float, ignore_backoff: bool = False) -> list[JobRecord]:
-        recs = [r for r in self.records.values()
-                if r.state in ACTIVE and not r.file_removed and frozen_path(
-                    self.settings.state_dir / r.id) is not None
-                and (ignore_backoff or self.not_before.get(r.id, 0) <= now)]
-        top = self.settings.max_priority
-        return sorted(recs, key=lambda r: (r.turn, -effective_priority(r.priority, top),
-                                           r.mtime, r.id))
+        return run_order(self.records.values(), self.settings, self.not_before, now,
+                         ignore_backoff)
 
     def _waiting_for_disk(self) -> list[JobRecord]:
         """Queued jobs whose frozen copy could not be written yet: a drain waits for them."""

@@ -12,6 +12,7 @@ them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 from searchd.errors import JobSpecError
@@ -147,3 +148,16 @@ class Intake:
 
 
 __all__ = ["Intake"]
+
+
+def run_order(records: Iterable[JobRecord], settings: Settings, not_before: dict[str, float],
+              now: float, ignore_backoff: bool = False) -> list[JobRecord]:
+    """The jobs that may start now, first in line first: fewer turns (max_job_seconds),
+    then higher priority (clipped to max_priority), then the older file."""
+    recs = [r for r in records
+            if r.state in ACTIVE and not r.file_removed
+            and frozen_path(settings.state_dir / r.id) is not None
+            and (ignore_backoff or not_before.get(r.id, 0) <= now)]
+    top = settings.max_priority
+    return sorted(recs, key=lambda r: (r.turn, -effective_priority(r.priority, top),
+                                       r.mtime, r.id))

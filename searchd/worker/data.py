@@ -11,11 +11,10 @@ import csv
 import hashlib
 import math
 import os
-import stat
 import zipfile
 import zlib
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from searchd.jobs.limits import (
 )
 from searchd.jobs.messages import clip
 from searchd.jobs.spec import JobSpec
+from searchd.worker.datapaths import PATH_CHARS, Check, data_path, open_data, path_check
 
 BUNDLED = ("iris", "digits", "wine", "breast_cancer", "diabetes", "linnerud")
 #: longest CSV line read (a binary file or a device has lines of any length)
@@ -42,7 +42,6 @@ MAX_CSV_COLUMNS = 100_000
 #: the daemon's default ``max_data_bytes``
 MAX_DATA_BYTES = JobLimits().max_data_bytes
 #: longest path shown in an error message
-PATH_CHARS = 1000
 
 
 #: the targets scikit-learn's check_cv stratifies for a classifier (others get KFold)
@@ -140,10 +139,12 @@ def load_xy(job: JobSpec, places: DataPlaces = DataPlaces()) -> tuple[np.ndarray
         X, y = _sklearn(rest, dict(job.data.params), where, places.max_bytes)
     elif kind == "csv":
         assert job.data.target is not None  # the spec insists on it
-        X, y = _csv(_path(job, rest, where), job.data.target, where, _check(job, places),
+        check = path_check(job, places.data_dirs, places.state_dir)
+        X, y = _csv(data_path(job, rest, where), job.data.target, where, check,
                     places.max_bytes)
     else:
-        X, y = _npz(_path(job, rest, where), where, _check(job, places), places.max_bytes)
+        check = path_check(job, places.data_dirs, places.state_dir)
+        X, y = _npz(data_path(job, rest, where), where, check, places.max_bytes)
     # make_* generators may return sparse matrices, npz files anything: the fits need arrays
     if X.ndim != 2 or y.ndim not in (1, 2) or X.dtype == object or y.dtype == object:
         raise DataError(f"{where}: X must be a 2-D and y a 1-D or 2-D array of values, got "
@@ -153,81 +154,6 @@ def load_xy(job: JobSpec, places: DataPlaces = DataPlaces()) -> tuple[np.ndarray
     if len(X) < job.search.folds:
         raise DataError(f"{where}: {len(X)} samples are fewer than the {job.search.folds} folds")
     return X, y
-
-
-def _path(job: JobSpec, rest: str, where: str) -> Path:
-    try:
-        p = Path(rest).expanduser()
-    except RuntimeError:  # ~user of no such user
-        raise DataError(f"{where}: {clip(rest, PATH_CHARS)}: no such home folder") from None
-    return p if p.is_absolute() else job.data.base_dir / p
-
-
-#: checks a path (as resolved) against the folders data may come from; raises DataError
-Check = Callable[[Path, str, str], None]
-
-
-def _under(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-def _check(job: JobSpec, places: DataPlaces) -> Check:
-    """The check of one job: its jobs folder and ``data_dirs`` allowed, the state folder not.
-
-    Paths are compared once every symbolic link and ``..`` is resolved, so neither a
-    link in the jobs folder nor ``../state/...`` reaches a file outside. The message
-    says which folders are allowed and nothing about the file (not even whether it exists).
-    """
-    allowed = [os.path.realpath(d) for d in (job.data.base_dir, *places.data_dirs)]
-    state = None if places.state_dir is None else os.path.realpath(places.state_dir)
-
-    def check(real: Path, shown: str, where: str) -> None:
-        r = str(real)
-        if state is not None and _under(r, state):
-            raise DataError(f"{where}: {shown}: is in the state folder; searchd never reads "
-                            "data from there")
-        if not any(_under(r, a) for a in allowed):
-            raise DataError(f"{where}: {shown}: data files are read only from the job's "
-                            f"folder ({clip(str(job.data.base_dir), PATH_CHARS)}) and the "
-                            "daemon's data_dirs (after resolving links and '..')")
-    return check
-
-
-def _open(path: Path, where: str, check: Check) -> int:
-    """A file descriptor on the regular file ``path``; anything else is a DataError.
-
-    The path must resolve into an allowed folder (``check``), before it is opened (an
-    open alone can have effects, on a device) and again after, on the file actually
-    opened (``/proc/self/fd``), so that a link swapped in between gains nothing.
-    A FIFO would block the worker for ever and a device (``/dev/zero``) never ends, so
-    both are refused by looking at the opened file (``O_NONBLOCK`` keeps the open
-    itself from blocking).
-    """
-    shown = clip(str(path), PATH_CHARS)
-    try:
-        real = Path(os.path.realpath(path))
-        check(real, shown, where)
-        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError as e:
-        raise DataError(f"{where}: {shown}: {e.strerror or e}") from None
-    except ValueError:  # an embedded NUL
-        raise DataError(f"{where}: {shown}: not a usable path") from None
-    try:
-        opened = Path(os.readlink(f"/proc/self/fd/{fd}"))
-    except OSError:  # no /proc: the check before the open stands
-        opened = real
-    try:
-        check(opened, shown, where)
-    except DataError:
-        os.close(fd)
-        raise
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        what = "Is a directory" if stat.S_ISDIR(st.st_mode) else \
-            "not a regular file (a FIFO, device or socket)"
-        raise DataError(f"{where}: {shown}: {what}")
-    return fd
 
 
 def _too_large(where: str, what: str, need: int, max_bytes: int) -> DataError:
@@ -284,7 +210,7 @@ def _csv(path: Path, target: str, where: str, check: Check,
     """X and y of a CSV file, read row by row into float64 cells: its size on disk and its
     cells (8 bytes each, X's and y's) are bounded by ``max_bytes``."""
     shown = clip(str(path), PATH_CHARS)
-    fd = _open(path, where, check)
+    fd = open_data(path, where, check)
     on_disk = os.fstat(fd).st_size
     if on_disk > max_bytes:
         os.close(fd)
@@ -359,7 +285,7 @@ def _npz(path: Path, where: str, check: Check,
     """X and y of an ``.npz`` file: the file's size and its arrays' sizes (from their
     headers, before a byte of them is expanded) bounded by ``max_bytes``."""
     shown = clip(str(path), PATH_CHARS)
-    fd = _open(path, where, check)
+    fd = open_data(path, where, check)
     on_disk = os.fstat(fd).st_size
     if on_disk > max_bytes:  # a bare .npy would be read whole by np.load
         os.close(fd)

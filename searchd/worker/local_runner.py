@@ -6,15 +6,12 @@ others still run. See :class:`LocalRunner` for when the pool starts and how it i
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
-import queue
 import re
 import shutil
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -31,6 +28,7 @@ from threadpoolctl import threadpool_limits
 from searchd.worker import poison
 from searchd.worker.evaluate import Outcome, Task, evaluate, evaluate_batch, pool_init, warm
 from searchd.worker.plan import Scoring
+from searchd.worker.taskstream import END, TaskStream
 
 log = logging.getLogger(__name__)
 
@@ -45,52 +43,6 @@ INLINE_SECONDS = 1.0
 #: ... or sooner, once the tasks left would take longer than this at the rate seen so far
 #: (starting a pool process costs about a second of the core it starts on)
 POOL_WORTH_SECONDS = 2.0
-_END = object()
-
-
-class _Stream:
-    """One ``LocalRunner.stream`` call: its tasks, taken by several threads, and the queue
-    their outcomes go to."""
-
-    def __init__(self, template: Any, scoring: Scoring, tasks: Iterable[Task],
-                 count: int | None) -> None:
-        self.template, self.scoring = template, scoring
-        self._it = iter(tasks)
-        #: tasks handed back (a pool process died with them in flight): taken first
-        self._back: deque[Task] = deque()
-        self._lock = threading.Lock()
-        self.left = count
-        self.exhausted = False
-        self.out: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        #: threads putting outcomes (each ends with _END); only grows before the last _END
-        self.producers = 0
-        self.fed = False  # the pool's feeder is started (it may still wait for the pool)
-        #: fits run in the worker before that, and the seconds of those after the first
-        self.done, self.later = 0, 0.0
-
-    def take(self, n: int = 1) -> list[Task]:
-        with self._lock:
-            got = [self._back.popleft() for _ in range(min(n, len(self._back)))]
-            if got or self.exhausted:
-                return got
-            got = list(itertools.islice(self._it, n))
-            if len(got) < n:
-                self.exhausted = True
-            if self.left is not None:
-                self.left = max(0, self.left - len(got))
-            return got
-
-    def close(self) -> None:
-        with self._lock:
-            self.exhausted = True
-            self._back.clear()
-
-    def push_back(self, tasks: list[Task]) -> None:
-        """Tasks to run again (their pool process died), before any other."""
-        with self._lock:
-            self._back.extend(tasks)
-            if self.left is not None:
-                self.left += len(tasks)
 
 
 class LocalRunner:
@@ -218,7 +170,7 @@ class LocalRunner:
             return True
         return left is not None and done >= 2 and later / (done - 1) * left >= POOL_WORTH_SECONDS
 
-    def _batch(self, st: _Stream) -> int:
+    def _batch(self, st: TaskStream) -> int:
         """Tasks per batch: ~BATCH_SECONDS of them at the rate seen, fewer near the end
         (so that no process is left with a long batch while the others idle)."""
         if not self._tasks_seen:
@@ -228,7 +180,7 @@ class LocalRunner:
             n = min(n, st.left // (4 * self.n_jobs))
         return max(1, min(n, MAX_BATCH))
 
-    def _add_feeder(self, st: _Stream) -> None:
+    def _add_feeder(self, st: TaskStream) -> None:
         """Start ``st``'s pool feeder (it waits for the pool, then hands it tasks)."""
         if st.fed or self.n_jobs == 1:
             return
@@ -236,7 +188,7 @@ class LocalRunner:
         st.producers += 1
         threading.Thread(target=self._feed, args=(st,), name="pool-feed", daemon=True).start()
 
-    def _fit(self, st: _Stream, t: Task) -> Outcome:
+    def _fit(self, st: TaskStream, t: Task) -> Outcome:
         """One task in this process; until the pool runs, decide whether to start it."""
         record = self.guard.record if self.guard is not None else None
         if record is not None:
@@ -247,7 +199,7 @@ class LocalRunner:
             if record is not None:
                 record.end()
 
-    def _fit_here(self, st: _Stream, t: Task) -> Outcome:
+    def _fit_here(self, st: TaskStream, t: Task) -> Outcome:
         start = time.perf_counter()
         outcome = evaluate(st.template, t.params, self.X, self.y, *t.indices(self.splits),
                            st.scoring, t.i, t.fold)
@@ -261,7 +213,7 @@ class LocalRunner:
                 self._add_feeder(st)
         return outcome
 
-    def _inline(self, st: _Stream) -> None:
+    def _inline(self, st: TaskStream) -> None:
         """The worker's own fits, in a thread beside the pool's feeder.
 
         They share the cores with the pool, so they get the BLAS/OpenMP threads joblib gives
@@ -275,9 +227,9 @@ class LocalRunner:
         except BaseException as e:  # noqa: BLE001 - raised by the stream
             st.out.put(e)
         finally:
-            st.out.put(_END)
+            st.out.put(END)
 
-    def _feed(self, st: _Stream) -> None:
+    def _feed(self, st: TaskStream) -> None:
         """Keep each pool process busy with a batch and the next one queued; when a pool
         process dies, learn from the fit records what it was fitting, and go on with a new
         pool."""
@@ -297,9 +249,9 @@ class LocalRunner:
         except BaseException as e:  # noqa: BLE001 - e.g. the pool could not restart
             st.out.put(e)
         finally:
-            st.out.put(_END)
+            st.out.put(END)
 
-    def _feed_pool(self, st: _Stream, pool: ProcessPoolExecutor
+    def _feed_pool(self, st: TaskStream, pool: ProcessPoolExecutor
                    ) -> tuple[list[Task], str] | None:
         """Feed ``pool`` until the stream is done (None), or until one of its processes
         died: then the tasks in flight, none of them done, and loky's message."""
@@ -326,7 +278,7 @@ class LocalRunner:
                 submit()
         return None
 
-    def _after_death(self, st: _Stream, lost: list[Task], message: str) -> None:
+    def _after_death(self, st: TaskStream, lost: list[Task], message: str) -> None:
         """A pool process died: the task its record names is struck (recorded as failed
         after its second death, else held back for the job to re-run alone), one that ran
         past max_fit_seconds is recorded as failed; every other task in flight runs again."""
@@ -381,7 +333,7 @@ class LocalRunner:
         threads (a small job runs exactly so); from then on its fits run in a thread, so
         that the pool's results are recorded as they come, not after a long fit.
         """
-        st = _Stream(template, scoring, tasks, count)
+        st = TaskStream(template, scoring, tasks, count)
         if self.starter is not None:  # an earlier model type started the pool
             self._add_feeder(st)
         try:
@@ -395,7 +347,7 @@ class LocalRunner:
             ended = 0
             while ended < st.producers:
                 item = st.out.get()
-                if item is _END:
+                if item is END:
                     ended += 1
                 elif isinstance(item, BaseException):
                     raise item
