@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +30,33 @@ def _no_user_config(tmp_path_factory: pytest.TempPathFactory,
                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's ~/.config/searchd/searchd.toml (the user service's) must not steer tests."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "no-xdg-config"))
+
+
+@pytest.fixture(autouse=True)
+def _solo_tests_run_alone(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under pytest-xdist (``-n N``), a test marked ``solo`` (one that reads the machine's load,
+    or times itself) waits until the tests running in the other workers end, and holds the
+    others back while it runs: a readers-writer lock on two files every worker opens. The
+    ``gate`` gives the waiting solo test priority, so a stream of other tests cannot starve it."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:  # one process: nothing else runs at the same time
+        yield
+        return
+    solo = request.node.get_closest_marker("solo") is not None
+    base = Path(tempfile.gettempdir()) / f"searchd-tests-{run}"
+    with open(f"{base}.gate", "ab") as gate, open(f"{base}.room", "ab") as room:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(room, fcntl.LOCK_EX if solo else fcntl.LOCK_SH)
+        finally:
+            if not solo:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(room, fcntl.LOCK_UN)
+            if solo:
+                fcntl.flock(gate, fcntl.LOCK_UN)
 
 
 @dataclass

@@ -240,6 +240,7 @@ RESUME_AFTER = 3.0
 NO_MEMORY_RULE = ("--min-free-memory", "0")
 
 
+@pytest.mark.solo  # reads the machine's load: under -n N the other tests wait
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_external_load_suspends_the_tree_then_resumes_with_identical_results(env: Env) -> None:
@@ -325,6 +326,7 @@ def test_external_load_suspends_the_tree_then_resumes_with_identical_results(env
           f"resume latency {resume_latency - RESUME_AFTER:.2f}s past resume_after")
 
 
+@pytest.mark.solo  # reads the machine's load: under -n N the other tests wait
 @pytest.mark.slow
 @pytest.mark.timeout(480)
 def test_own_full_load_never_pauses_itself(env: Env) -> None:
