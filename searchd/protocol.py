@@ -114,8 +114,26 @@ class Cluster(Event):
     error: str = ""
 
 
+@dataclass(frozen=True)
+class Reuse(Event):
+    """The worker started on results this version of the job did not compute: an edited
+    job file (or another job's results), or a start over with the old results archived."""
+
+    kind: ClassVar[str] = "reuse"
+    #: (candidate, fold) results taken over, not computed again
+    reused: int = 0
+    #: candidates with no result yet, and their fits (first batches: later rounds unknown)
+    new_candidates: int = 0
+    new_fits: int = 0
+    #: other jobs whose results were taken over → how many fits
+    borrowed: dict[str, int] = field(default_factory=dict)
+    #: the history entry the earlier results went to when the job started over, and why
+    archived: int | None = None
+    why: str | None = None
+
+
 EVENTS: dict[str, type[Event]] = {c.kind: c for c in (
-    Progress, Dispatching, Done, Stopped, Invalid, Failed, Disk, Cluster)}
+    Progress, Dispatching, Done, Stopped, Invalid, Failed, Disk, Cluster, Reuse)}
 
 
 def encode(event: Event) -> bytes:

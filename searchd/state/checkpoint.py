@@ -67,10 +67,19 @@ class Snapshot:
     saved_at: float
     #: the base's generation (its deltas name it); None until written
     gen: str | None = None
+    #: results the job file no longer presents (removed candidates and model types, types
+    #: whose estimator changed), by model spec key: an edit that puts them back reuses them
+    kept: dict[str, ModelResults] = field(default_factory=dict)
+    #: the evaluation context these results were computed in (``jobs.context``); None in
+    #: checkpoints of versions before it was recorded
+    context: dict[str, Any] | None = None
+    #: each model type's version (``jobs.context.type_version``) when last written
+    type_versions: dict[str, str] = field(default_factory=dict)
     #: keys this version does not know (a newer one wrote them), kept as they were
     extra: dict[str, Any] = field(default_factory=dict)
 
-    _KEYS = ("job", "spec_digest", "data_digest", "splits", "models", "saved_at", "gen")
+    _KEYS = ("job", "spec_digest", "data_digest", "splits", "models", "saved_at", "gen",
+             "kept", "context", "type_versions")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Snapshot:
@@ -80,7 +89,8 @@ class Snapshot:
                    data_digest=d.get("data_digest", ""),
                    splits=list(splits) if isinstance(splits, (list, tuple)) else [],
                    models=dict(d.get("models", {})), saved_at=float(d.get("saved_at", 0.0)),
-                   gen=d.get("gen"),
+                   gen=d.get("gen"), kept=dict(d.get("kept") or {}),
+                   context=d.get("context"), type_versions=dict(d.get("type_versions") or {}),
                    extra={k: v for k, v in d.items() if k not in cls._KEYS})
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,6 +98,12 @@ class Snapshot:
         out = {**self.extra, "job": self.job, "spec_digest": self.spec_digest,
                "data_digest": self.data_digest, "splits": self.splits,
                "models": self.models, "saved_at": self.saved_at}
+        if self.kept:
+            out["kept"] = self.kept
+        if self.context is not None:
+            out["context"] = self.context
+        if self.type_versions:
+            out["type_versions"] = self.type_versions
         if self.gen is not None:
             out["gen"] = self.gen
         return out

@@ -25,13 +25,13 @@ import numpy as np
 from searchd import lifeline as guard
 from searchd import protocol
 from searchd.errors import SearchdError
+from searchd.jobs.context import type_version
 from searchd.jobs.folder import frozen_spec
 from searchd.jobs.limits import JobLimits
 from searchd.jobs.messages import brief
 from searchd.protocol import Exit
 from searchd.settings import Settings
-from searchd.state.checkpoint import BASE as RESULTS
-from searchd.state.checkpoint import ResultsCheckpoint, Snapshot, read_results
+from searchd.state.checkpoint import ResultsCheckpoint, Snapshot
 from searchd.state.files import open_private_append
 from searchd.state.results import DONE, RUNNING, ModelResults
 from searchd.state.signing import load_key
@@ -46,6 +46,7 @@ from searchd.worker.plan import Scoring, Split, add_batch, empty_results, splits
 from searchd.worker.poison import MAX_FIT_DEATHS, TIMEOUT_EXIT, FitGuard, FitRecord, task_tag
 from searchd.worker.refit import Refit
 from searchd.worker.reporting import ReportKeeper
+from searchd.worker.resume import Start, model_matches, reuse_event, settle, start, unchanged_done
 from searchd.worker.runner import Runner, job_n_jobs, make_runner
 from searchd.worker.strategy import Strategy, strategy_for
 
@@ -91,6 +92,8 @@ class JobRun:
         self.batches: dict[str, list[int]] = {}
         #: each type's results in the checkpoint, adopted by key as rows are added
         self.resumed: dict[str, ModelResults] = {}
+        #: the checkpoint as this spec found it, with every result it may reuse
+        self.began: Start | None = None
         self.fits_fd = open_private_append(job_dir / FITS_LOG)  # never through a link
         self.data: Dataset | None = None
         self.splits: list[Split] = []
@@ -101,9 +104,13 @@ class JobRun:
 
     def snapshot(self) -> Snapshot:
         assert self.data is not None
+        began = self.began
         return Snapshot(job=self.job_id, spec_digest=self.spec.digest,
                         data_digest=self.data.digest, splits=self.splits, models=self.models,
-                        saved_at=time.time())
+                        saved_at=time.time(),
+                        kept=began.pool.kept(self.models.values()) if began else {},
+                        context=began.context if began else None,
+                        type_versions={m.name: type_version(m) for m in self.spec.models})
 
     def flush(self, force: bool = False) -> bool:
         """Write the results checkpoint if anything changed; False when the disk refused."""
@@ -203,12 +210,8 @@ class JobRun:
         self.data = data = load_dataset(self.spec, classification, data_dirs=self.data_dirs,
                                         state_dir=self.dir.parent,
                                         max_bytes=self.max_data_bytes)
-        old, refused = read_results(self.store, quarantine=True)
-        if old is not None and old.data_digest != data.digest:
-            log.warning("%s: the data changed since the checkpoint; starting over (the old "
-                        "checkpoint is kept aside)", self.job_id)
-            self.store.quarantine(self.store.path(RESULTS), "data changed")
-            old = None
+        began = self.began = start(self.store, self.spec, data.digest)
+        old = began.old
         # no splits in a checkpoint whose splits file was lost: they are made again, the same
         self.splits = old.splits if old and old.splits else splits(
             self.spec, data.X_train, data.y_train, classification)
@@ -217,19 +220,31 @@ class JobRun:
                                   self.guard)
         for m in self.spec.models:
             res = self.models[m.name] = empty_results(self.spec, m, data.digest)
-            if old and m.name in old.models:
-                self.resumed[m.name] = old.models[m.name]
+            prev = began.previous(m.name)
+            if prev is not None and unchanged_done(began, self.spec, m.name, res):
+                res = self.models[m.name] = prev  # done as it was: best, model and all
+            pooled = began.pool.get(res.spec_key)  # every result of this estimator
+            if pooled is not None:
+                self.resumed[m.name] = pooled
             self.strategies[m.name] = strategy_for(self.spec, m, templates[m.name],
                                                    data.y_train, self.resumed.get(m.name))
             self.batches[m.name] = self._next_batch(m.name) or []
+            if res.state != DONE:
+                settle(res, prev)
             if res.fits_done:
                 log.info("%s: %s: resumed %d of %d fits from the checkpoint",
                          self.job_id, m.name, res.fits_done, res.fits_total)
-            if res.state == DONE and res.refit_error is None and \
-                    self.store.read(f"model-{m.name}")[0] is None:
+            if res.state == DONE and res.refit_error is None and not model_matches(
+                    self.store.read(f"model-{m.name}")[0], res):
                 res.state = RUNNING  # results are done but the refitted model was lost
-        if refused and old is None:
+        if began.refused and old is None:
             log.warning("%s: no good checkpoint; starting from scratch", self.job_id)
+        reuse = reuse_event(began, self.models)
+        if reuse is not None:
+            log.info("%s: %s%d fits reused, %d candidates new (%d fits)", self.job_id,
+                     f"started over ({reuse.why}); " if reuse.why else "", reuse.reused,
+                     reuse.new_candidates, reuse.new_fits)
+            self.events.send(reuse)
         self.dirty = True
         return templates
 
@@ -248,6 +263,8 @@ class JobRun:
                 if old is not None:
                     res.adopt(old, range(before, len(res.keys)))
                 self.ckpt.note_rows()
+                if self.began is not None:
+                    self.began.pool.invalidate()
                 self.dirty = True
         return rows
 

@@ -54,7 +54,7 @@ def refit_best(run: JobRun, name: str, template: Any) -> None:
         return
     model_ckpt = {"name": name, "estimator": est, "params": res.params[best],
                   "best_score": res.best_score, "test_score": test_score,
-                  "key": content_key(res.params[best])}
+                  "key": content_key(res.params[best]), "spec_key": res.spec_key}
     while True:
         try:
             run.store.write(f"model-{name}", model_ckpt)
