@@ -1,0 +1,219 @@
+"""Warm-start chains: candidates of one fold that differ only in a parameter the estimator
+can grow in place are fitted as one growing model, each size scored as it is reached.
+
+scikit-learn designs some estimators' ``warm_start`` so that growing a fitted model to
+``k`` members gives the model a fresh fit with ``k`` would (a forest's trees are seeded from
+one stream, which a warm start advances past the trees it keeps). Where that holds, a
+search over ``n_estimators = 20, 23, ..., 147`` needs one growing forest per fold, not 43.
+
+Only the (estimator, parameter) pairs of :data:`TABLE` chain, each under its conditions;
+``tests/test_chains.py`` proves, row by row, that every link's scores equal a fresh fit's
+(``GridSearchCV``'s) to the last bit. Anything else takes the plain path. A link's
+``fit_time`` is the time of its growth step (the first link's: a fresh fit of its size).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.ensemble import (
+    BaggingClassifier,
+    BaggingRegressor,
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.pipeline import Pipeline
+
+from searchd.jobs.spec import canonical
+
+Params = Mapping[str, Any]
+#: (candidate row, fold)
+Pair = tuple[int, int]
+
+
+def _seeded(p: Params) -> bool:
+    """An integer random_state (exact) or None (not reproducible anyway, fresh or grown);
+    a RandomState instance is shared state that a warm start would consume differently."""
+    rs = p.get("random_state")
+    return rs is None or (isinstance(rs, (int, np.integer)) and not isinstance(rs, bool))
+
+
+@dataclass(frozen=True)
+class Row:
+    """One estimator class whose ``param`` grows exactly when ``exact`` holds of its
+    other parameters."""
+
+    estimator: type
+    param: str
+    #: the conditions, as the README and ``validate`` state them
+    conditions: str
+    exact: Callable[[Params], bool]
+
+
+_FOREST = "random_state an integer or None"
+_forest = _seeded
+
+TABLE: tuple[Row, ...] = (
+    Row(RandomForestClassifier, "n_estimators", _FOREST, _forest),
+    Row(RandomForestRegressor, "n_estimators", _FOREST, _forest),
+    Row(ExtraTreesClassifier, "n_estimators", _FOREST, _forest),
+    Row(ExtraTreesRegressor, "n_estimators", _FOREST, _forest),
+    # scikit-learn refuses oob_score with warm_start
+    Row(BaggingClassifier, "n_estimators", _FOREST + ", oob_score false",
+        lambda p: _seeded(p) and not p.get("oob_score")),
+    Row(BaggingRegressor, "n_estimators", _FOREST + ", oob_score false",
+        lambda p: _seeded(p) and not p.get("oob_score")),
+    # early stopping looks at the stages it has: a grown model may stop where a fresh one
+    # of the same size would not
+    Row(GradientBoostingClassifier, "n_estimators", _FOREST + ", n_iter_no_change None",
+        lambda p: _seeded(p) and p.get("n_iter_no_change") is None),
+    Row(GradientBoostingRegressor, "n_estimators", _FOREST + ", n_iter_no_change None",
+        lambda p: _seeded(p) and p.get("n_iter_no_change") is None),
+    # early_stopping="auto" turns on above 10,000 samples; only false is exact everywhere
+    Row(HistGradientBoostingClassifier, "max_iter", _FOREST + ", early_stopping false",
+        lambda p: _seeded(p) and p.get("early_stopping") is False),
+    Row(HistGradientBoostingRegressor, "max_iter", _FOREST + ", early_stopping false",
+        lambda p: _seeded(p) and p.get("early_stopping") is False),
+)
+
+_BY_CLASS = {r.estimator: r for r in TABLE}
+
+
+def model_of(est: Any) -> tuple[Any, str]:
+    """The estimator a candidate's growable parameter belongs to, and its key prefix
+    (``model__`` inside searchd's pipeline, else nothing)."""
+    if isinstance(est, Pipeline):
+        name, step = est.steps[-1]
+        inner, prefix = model_of(step)
+        return inner, f"{name}__{prefix}"
+    return est, ""
+
+
+def growable(template: Any) -> str | None:
+    """The key (as the template's ``set_params`` takes it) of the parameter its candidates
+    could chain on, if its model's class is in :data:`TABLE` (exactly: a subclass may
+    change what warm_start does)."""
+    model, prefix = model_of(template)
+    row = _BY_CLASS.get(type(model))
+    return None if row is None else prefix + row.param
+
+
+def _size(value: Any) -> int | None:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1:
+        return int(value)
+    return None
+
+
+def link_ok(template: Any, key: str, params: Params) -> bool:
+    """Whether a candidate (built parameters) can be a link: its model is still the table's
+    class with a size for ``key`` and every condition holds."""
+    if _size(params.get(key)) is None:
+        return False
+    est = clone(template).set_params(**params)
+    model, _ = model_of(est)
+    row = _BY_CLASS.get(type(model))
+    return row is not None and prefix_key(est, row) == key and \
+        row.exact(model.get_params(deep=False))
+
+
+def prefix_key(est: Any, row: Row) -> str:
+    return model_of(est)[1] + row.param
+
+
+def group_key(raw: Params, key: str, steps: set[str]) -> str:
+    """The candidate's job-file parameters but the growable one: equal keys chain."""
+    from searchd.worker.estimators import grid_key
+    return canonical({k: v for k, v in raw.items() if grid_key(k, steps) != key})
+
+
+def plan(template: Any, pending: Sequence[Pair], built: Mapping[int, Params],
+         raw: Mapping[int, Params], steps: set[str]) -> list[list[Pair]]:
+    """``pending`` as units of work: chains (the candidates of one fold agreeing on every
+    parameter but the growable one, by its value ascending) and single tasks, each unit in
+    the order of its first task in ``pending``. Without a growable parameter, singles."""
+    key = growable(template)
+    if key is None:
+        return [[p] for p in pending]
+    ok = {i: link_ok(template, key, built[i]) for i in {i for i, _ in pending}}
+    units: list[list[Pair]] = []
+    chains: dict[tuple[int, str], list[Pair]] = {}
+    for i, f in pending:
+        if not ok[i]:
+            units.append([(i, f)])
+            continue
+        g = (f, group_key(raw[i], key, steps))
+        if g not in chains:
+            chains[g] = []
+            units.append(chains[g])
+        chains[g].append((i, f))
+    out: list[list[Pair]] = []
+    for u in units:
+        if len(u) == 1:
+            out.append(u)
+            continue
+        u.sort(key=lambda p: _size(built[p[0]][key]) or 0)
+        # equal sizes (say 20 and 20.0) cannot grow one from the other: a chain each
+        run: list[Pair] = []
+        for p in u:
+            if run and built[run[-1][0]][key] == built[p[0]][key]:
+                out.append(run)
+                run = []
+            run.append(p)
+        out.append(run)
+    return out
+
+
+def count_chains(units: Sequence[Sequence[Pair]]) -> tuple[int, int]:
+    """(chains, fits in them) among ``units``."""
+    chains = [u for u in units if len(u) > 1]
+    return len(chains), sum(len(u) for u in chains)
+
+
+def evaluate_chain(template: Any, key: str, links: Sequence[tuple[int, Params]],
+                   X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
+                   scoring: Any, fold: int) -> Iterator[Any]:
+    """The links of one chain on one fold, each an ``Outcome`` as its growth is scored.
+
+    The first link is a fresh fit (``warm_start`` on) of the smallest size; each next one
+    sets the size and fits again, growing the model in place. A failed fit leaves the
+    model in an unknown state: the next link starts afresh at its own size.
+    """
+    from searchd.worker.evaluate import Outcome, fit_error
+
+    warm = key.rpartition("__")[0] + "__warm_start" if "__" in key else "warm_start"
+    Xtr, ytr, Xte, yte = X[train], y[train], X[test], y[test]
+    est: Any = None
+    for i, params in links:
+        if est is None:
+            est = clone(template).set_params(**clone(dict(params), safe=False), **{warm: True})
+        else:
+            est.set_params(**{key: params[key]})
+        start = time.time()
+        try:
+            est.fit(Xtr, ytr)
+        except Exception as e:  # noqa: BLE001 - recorded as error_score=nan, like GridSearchCV
+            est = None
+            yield Outcome(i, fold, None, time.time() - start, 0.0, fit_error(e))
+            continue
+        fit_time = time.time() - start
+        start = time.time()
+        try:
+            scores = scoring(est, Xte, yte)
+        except Exception as e:  # noqa: BLE001
+            yield Outcome(i, fold, None, fit_time, time.time() - start, fit_error(e))
+            continue
+        yield Outcome(i, fold, scores, fit_time, time.time() - start, None)
+
+
+__all__ = ["TABLE", "Row", "count_chains", "evaluate_chain", "growable", "link_ok", "plan"]
