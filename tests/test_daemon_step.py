@@ -278,13 +278,14 @@ def test_invalid_job_file_is_invalid_with_its_reason_until_fixed(tmp_path: Path)
         assert r.rec().state == S.RUNNING and r.rec().error is None
 
 
-def test_changed_file_keeps_the_frozen_spec_running(tmp_path: Path) -> None:
+def test_changed_file_restarts_the_worker_on_the_edit(tmp_path: Path) -> None:
+    # more in test_edit_daemon.py
     with rig(tmp_path) as r:
         w = running(r)
         r.write(text=JOB.replace("[1, 3]", "[1, 3, 5]"))
         r.scan_step()
-        assert r.rec().file_changed and r.worker is w and not w.terms
-        assert r.summary()["file_changed"] is True
+        assert w.terms == ["edited"] and r.worker is r.launcher.last and r.worker is not w
+        assert not r.rec().file_changed and r.summary()["file_changed"] is False
 
 
 def test_removed_file_stops_the_job_and_putting_it_back_resumes_it(tmp_path: Path) -> None:

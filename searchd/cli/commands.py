@@ -172,6 +172,7 @@ def status_json(rec: JobRecord) -> dict[str, Any]:
         "error": rec.error if rec.state in (JobState.INVALID, JobState.FAILED) else None,
         "paused_reason": rec.paused_reason, "disk_error": rec.disk_error,
         "eta_seconds": rec.eta_seconds, "file_changed": rec.file_changed,
+        "edit_error": rec.edit_error, "last_edit": rec.last_edit,
         "file_removed": rec.file_removed, "backend": rec.backend,
         "cluster_workers": rec.cluster_workers, "processes": rec.processes,
         "models": {n: {k: m.get(k) for k in ("state", "fits_done", "fits_total", "best_score",
@@ -179,6 +180,23 @@ def status_json(rec: JobRecord) -> dict[str, Any]:
                        if k != "halving" or k in m}
                    for n, m in rec.models.items()},
     }
+
+
+def edit_note(e: dict[str, Any]) -> str:
+    """``edited 10:42: +24 candidates (120 fits), 96 fits reused`` (local time)."""
+    when = time.strftime("%H:%M", time.localtime(e.get("at") or 0))
+    borrowed = e.get("borrowed") or {}
+    lead = f"edited {when}: " if e.get("what") else f"started {when}: "
+    if e.get("archived") is not None:
+        return (f"{lead}{e.get('why')}: started over (the earlier results are in history "
+                f"{e['archived']}: show --history {e['archived']})")
+    if "reused" not in e:
+        return f"{lead}{e.get('what')} (applied when its worker starts)"
+    text = f"{lead}+{e.get('new_candidates', 0):,} candidates ({e.get('new_fits', 0):,} fits), " \
+        f"{e['reused']:,} fits reused"
+    if borrowed:
+        text += " (" + ", ".join(f"{n:,} from job {j}" for j, n in borrowed.items()) + ")"
+    return text
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -210,8 +228,12 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             notes.append(f"waiting for disk: {r.disk_error}")
         if r.error and r.state in (JobState.INVALID, JobState.FAILED, JobState.QUEUED):
             notes.append(r.error)
-        if r.file_changed:
-            notes.append("the job file changed since it was accepted; the frozen spec runs")
+        if r.edit_error:
+            notes.append(f"edit refused, the job runs its last good spec: {r.edit_error}")
+        elif r.file_changed:
+            notes.append("the job file changed; the edit applies at the daemon's next scan")
+        if r.last_edit:
+            notes.append(edit_note(r.last_edit))
         if r.file_removed:
             notes.append("the job file was removed; its results stay")
         runs_at = effective_priority(r.priority, settings.max_priority)

@@ -64,8 +64,16 @@ class JobRecord:
     source: str | None = None
     #: sha256 of the accepted (frozen) job file
     spec_digest: str | None = None
-    #: the file in jobs/ now differs from the frozen spec
+    #: the file in jobs/ now differs from the frozen spec (an edit not applied: refused)
     file_changed: bool = False
+    #: why the job file's latest edit was refused (the job keeps its last good spec)
+    edit_error: str | None = None
+    #: sha256 of the refused version (it is not read again until the file changes)
+    edit_digest: str | None = None
+    #: the last edit applied: ``at`` (epoch seconds), ``what`` changed, and what the worker
+    #: then reused: ``reused``, ``new_candidates``, ``new_fits``, ``borrowed`` (other job →
+    #: fits), ``archived`` (history entry) and ``why`` when the job started over
+    last_edit: dict[str, Any] | None = None
     #: the file in jobs/ is gone (the job stops; its results stay)
     file_removed: bool = False
     #: the job file's priority (it runs at most at ±max_priority)
@@ -233,12 +241,14 @@ def summary_path(state_dir: Path, job_id: str) -> Path:
     return state_dir / job_id / SUMMARY
 
 
-def write_summary(state_dir: Path, rec: JobRecord) -> None:
+def write_summary(state_dir: Path, rec: JobRecord) -> bytes:
+    """Write the record as ``state/<id>/summary.json``; returns the bytes written."""
     rec.updated_at = time.time()
     path = summary_path(state_dir, rec.id)
     make_private_dir(path.parent)
     text = json.dumps(finite(rec.as_json()), indent=2, allow_nan=False, default=str) + "\n"
     atomic_write(path, text.encode(), durable=False)
+    return text.encode()
 
 
 def read_summary(state_dir: Path, job_id: str) -> JobRecord | None:

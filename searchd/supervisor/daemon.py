@@ -34,7 +34,7 @@ from searchd.supervisor.hooks import (
     JobEnds,
     job_end_environment,
 )
-from searchd.supervisor.intake import Intake, run_order
+from searchd.supervisor.intake import EDITED, Intake, run_order
 from searchd.supervisor.load import LoadSampler
 from searchd.supervisor.notify import Notifier
 from searchd.supervisor.pausing import Pausing
@@ -90,6 +90,7 @@ class Daemon:
         self._last_tick = self.clock.monotonic()
         #: the running job's run_seconds when its worker started (for max_job_seconds)
         self._slice_from = 0.0
+        self._edited: str | None = None  #: its worker stopped for an edit: it starts first
 
     @property
     def pause_reason(self) -> str | None:
@@ -201,7 +202,7 @@ class Daemon:
         if self._stopping is not None or self.finished:
             return
         running = self.worker.job_id if self.worker is not None else None
-        for reason in self.intake.scan(self.settings, running):
+        for reason in self.intake.scan(self.settings, running, self.clock.time()):
             self._stop_worker(reason)
 
     # --- step ------------------------------------------------------------------------------------
@@ -238,7 +239,7 @@ class Daemon:
 
     def _runnable(self, now: float, ignore_backoff: bool = False) -> list[JobRecord]:
         return run_order(self.records.values(), self.settings, self.not_before, now,
-                         ignore_backoff)
+                         ignore_backoff, first=self._edited)
 
     def _waiting_for_disk(self) -> list[JobRecord]:
         """Queued jobs whose frozen copy could not be written yet: a drain waits for them."""
@@ -265,7 +266,7 @@ class Daemon:
         runnable = self._runnable(now)
         if not runnable:
             return
-        rec = runnable[0]
+        rec, self._edited = runnable[0], None
         self.worker = self.launcher(self.settings, rec.id, self.log_format)
         rec.to(S.RUNNING)
         rec.started_at = rec.started_at or self.clock.time()
@@ -291,6 +292,7 @@ class Daemon:
         self.pausing.forget()
         self._count_fits(rec)
         delay = self.exits.on_exit(rec, code, w.events_seen, w.stop_reason, self.settings)
+        self._edited = rec.id if w.stop_reason == EDITED else None
         if delay is not None:
             self.not_before[rec.id] = now + delay
         self._dirty.add(rec.id)

@@ -39,6 +39,10 @@ class EventFold:
             rec.error = ev.error
         elif isinstance(ev, protocol.Disk):
             rec.disk_error = ev.error
+        elif isinstance(ev, protocol.Reuse):  # the worker's figures for the last edit
+            rec.last_edit = {**(rec.last_edit or {"at": ev.at}), "reused": ev.reused,
+                             "new_candidates": ev.new_candidates, "new_fits": ev.new_fits,
+                             "borrowed": ev.borrowed, "archived": ev.archived, "why": ev.why}
 
 
 __all__ = ["EventFold"]

@@ -1,10 +1,11 @@
 """Intake: the jobs folder turned into job records.
 
 New files are validated against the daemon's limits and frozen (or marked ``invalid`` with
-the reason), changed and removed files are noticed, a touched ``failed``/``cancelled`` file
-is queued again, and the operator's cancel requests are applied. A job whose frozen copy
-could not be written (a full disk) stays ``queued`` with the reason in ``disk_error`` and
-is accepted again at every scan until the copy is written. The running worker is never
+the reason), an edited file is applied (:mod:`searchd.supervisor.editing`), removed files
+are noticed, a touched ``failed``/``cancelled`` file is queued again, and the operator's
+cancel requests are applied. A job whose frozen copy could not be written (a full disk)
+stays ``queued`` with the reason in ``disk_error`` and is accepted again at every scan
+until the copy is written. The running worker is never
 touched here: what should happen to it comes back as stop reasons, and the daemon acts on
 them.
 """
@@ -12,6 +13,7 @@ them.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from searchd.jobs.messages import clip
 from searchd.settings import Settings
 from searchd.state import control
 from searchd.state.records import ACTIVE, JobRecord, JobState
+from searchd.supervisor.editing import EDITED, apply_edit
 from searchd.worker.dask_runner import NO_SCHEDULER, no_scheduler_message
 
 log = logging.getLogger("searchd")
@@ -39,9 +42,11 @@ class Intake:
         self.files: dict[str, JobFile] = {}
         self._rejected: set[tuple[Path, str]] = set()
 
-    def scan(self, settings: Settings, running: str | None) -> list[str]:
+    def scan(self, settings: Settings, running: str | None, now: float | None = None
+             ) -> list[str]:
         """One pass over the jobs folder and the cancel requests; returns the reasons, in
-        order, to stop the ``running`` job's worker (none if it may go on)."""
+        order, to stop the ``running`` job's worker (none if it may go on). ``now`` is the
+        wall clock an applied edit is stamped with."""
         stops: list[str] = []
         files, rejected = scan(settings.jobs_dir, settings.state_dir)
         for path, reason in rejected:
@@ -49,7 +54,8 @@ class Intake:
                 log.warning("%s: %s", clip(str(path), 300), reason)
         self._rejected = set(rejected)
         for jid, jf in files.items():
-            self._seen(settings, jid, jf)
+            if self._seen(settings, jid, jf, running, time.time() if now is None else now):
+                stops.append(EDITED)
         for jid, rec in self.records.items():
             if jid not in files and not rec.file_removed and rec.state != S.INVALID:
                 rec.file_removed = True
@@ -63,7 +69,10 @@ class Intake:
         self.files = files
         return stops
 
-    def _seen(self, settings: Settings, jid: str, jf: JobFile) -> None:
+    def _seen(self, settings: Settings, jid: str, jf: JobFile, running: str | None,
+              now: float) -> bool:
+        """Take in one job file; True if the running worker must restart for an edit."""
+        restart = False
         rec = self.records.get(jid)
         if rec is None:
             rec = self.records[jid] = JobRecord(id=jid)
@@ -74,6 +83,10 @@ class Intake:
             self.accept(settings, rec, jf)
         elif rec.state == S.QUEUED and self.unfrozen(settings, rec):
             self.accept(settings, rec, jf)  # its copy was never written (a full disk)
+        elif rec.spec_digest is not None and jf.digest not in (rec.spec_digest,
+                                                                rec.edit_digest):
+            restart = apply_edit(settings, rec, jf, running == jid, now)
+            self.dirty.add(jid)
         elif rec.state in (S.FAILED, S.CANCELLED) and jf.mtime > rec.mtime + 1e-6:
             log.info("%s: job file touched; queueing it again", jid)
             rec.to(S.QUEUED)
@@ -81,10 +94,9 @@ class Intake:
             self.dirty.add(jid)
         changed = rec.spec_digest is not None and jf.digest != rec.spec_digest
         if rec.file_changed != changed or rec.file_removed:
-            if changed:
-                log.warning("%s: the job file changed; the frozen spec keeps running", jid)
             rec.file_changed, rec.file_removed = changed, False
             self.dirty.add(jid)
+        return restart
 
     @staticmethod
     def unfrozen(settings: Settings, rec: JobRecord) -> bool:
@@ -147,17 +159,21 @@ class Intake:
         return False
 
 
-__all__ = ["Intake"]
+__all__ = ["EDITED", "Intake", "run_order"]
 
 
 def run_order(records: Iterable[JobRecord], settings: Settings, not_before: dict[str, float],
-              now: float, ignore_backoff: bool = False) -> list[JobRecord]:
-    """The jobs that may start now, first in line first: fewer turns (max_job_seconds),
-    then higher priority (clipped to max_priority), then the older file."""
+              now: float, ignore_backoff: bool = False, first: str | None = None
+              ) -> list[JobRecord]:
+    """The jobs that may start now, first in line first: ``first`` (a job whose worker
+    was just stopped for an edit: it goes on at once), then fewer turns
+    (max_job_seconds), then higher priority (clipped to max_priority), then the older
+    file."""
     recs = [r for r in records
             if r.state in ACTIVE and not r.file_removed
             and frozen_path(settings.state_dir / r.id) is not None
             and (ignore_backoff or not_before.get(r.id, 0) <= now)]
     top = settings.max_priority
-    return sorted(recs, key=lambda r: (r.turn, -effective_priority(r.priority, top),
+    return sorted(recs, key=lambda r: (r.id != first, r.turn,
+                                       -effective_priority(r.priority, top),
                                        r.mtime, r.id))
