@@ -24,7 +24,8 @@ from searchd.protocol import Exit
 from searchd.settings import Settings, settings_from
 from searchd.state.records import JobState
 from searchd.supervisor.exits import TIME_SLICE
-from searchd.worker.data import MAX_CSV_COLUMNS, load_dataset
+from searchd.worker.data import load_dataset
+from searchd.worker.tables import MAX_COLUMNS
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -164,14 +165,16 @@ def test_a_csv_is_bounded_by_its_size_its_width_and_its_cells(tmp_path: Path) ->
     with pytest.raises(DataError, match=r"big.csv is 120.0 kB \(120,004 bytes\), more than "
                                         r"max_data_bytes \(100.0 kB \(100,000 bytes\)\)"):
         load(tmp_path, 'source = "csv:big.csv"\ntarget = "y"', max_bytes=100_000)
-    # 4 bytes of text per row, 16 bytes of float64 cells: bounded by the cells as read
-    with pytest.raises(DataError, match=r"big.csv: by row 12,502 its values take 200.0 kB "
-                                        r"\(200,016 bytes\), more than max_data_bytes"):
+    # 4 bytes of text per row, 16 bytes of 8-byte cells: bounded by its lines before it is
+    # parsed
+    with pytest.raises(DataError, match=r"big.csv: its 30,000 lines of 2 columns take \(as "
+                                        r"8-byte values\) 480.0 kB \(480,000 bytes\), more "
+                                        r"than max_data_bytes"):
         load(tmp_path, 'source = "csv:big.csv"\ntarget = "y"', max_bytes=200_000)
     load(tmp_path, 'source = "csv:big.csv"\ntarget = "y"', max_bytes=2_000_000)
     wide = tmp_path / "wide.csv"
-    wide.write_text(",".join(f"c{i}" for i in range(MAX_CSV_COLUMNS)) + ",y\n")
-    with pytest.raises(DataError, match="a line has more than 100,000 columns"):
+    wide.write_text(",".join(f"c{i}" for i in range(MAX_COLUMNS)) + ",y\n")
+    with pytest.raises(DataError, match="its header has more than 100,000 columns"):
         load(tmp_path, 'source = "csv:wide.csv"\ntarget = "y"')
 
 

@@ -70,7 +70,8 @@ def _refused(place: Path, source: str, why: str, data_dirs: tuple[Path, ...] = (
     with pytest.raises(DataError) as e:
         _load(place, source, data_dirs)
     msg = str(e.value)
-    assert msg.startswith(f"{place / 'jobs' / 'x.toml'}: data.source: "), msg
+    assert msg.startswith((f"{place / 'jobs' / 'x.toml'}: data.source: ",
+                           f"{place / 'jobs' / 'x.toml'}: data.target: ")), msg
     assert why in msg, msg
     assert "\n" not in msg and SECRET not in msg, msg
     return msg
@@ -148,9 +149,9 @@ def test_a_link_swapped_in_after_the_check_is_caught_on_the_opened_file(
 
 
 @pytest.mark.parametrize("text, why", [
-    (f"a,{SECRET}\n1,{SECRET}\n", "no column 'y' in its header (2 columns)"),
-    (f"{SECRET},y\n1,0\n2,{SECRET},9\n", "row 3 has 3 fields, the header 2"),
-    (f"{SECRET},y\n1,0\n{SECRET},1\n", "row 3, column 1 is not a number"),
+    (f"a,{SECRET}\n1,{SECRET}\n", "no column 'y' (2 columns)"),
+    (f"{SECRET},y\n1,0\n2,{SECRET},9\n", "Expected 2 fields in line 3, saw 3"),
+    (f"{SECRET},y\n1,0\n{SECRET},\n", "has a missing value (data row 2)"),
 ])
 def test_content_errors_show_nothing_of_the_file(place: Path, text: str, why: str) -> None:
     (place / "jobs" / "ok.csv").write_text(text)

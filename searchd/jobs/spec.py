@@ -22,8 +22,12 @@ class DataSpec:
     source: str
     #: keyword arguments of a ``sklearn:make_*`` generator
     params: Mapping[str, Value] = field(default_factory=dict)
-    #: target column of a ``csv:`` source
+    #: target column of a ``csv:`` or ``parquet:`` source
     target: str | None = None
+    #: the feature columns of a ``csv:``/``parquet:`` source (None: every other column)
+    features: tuple[str, ...] | None = None
+    #: columns left out of the features (with ``features`` None)
+    drop: tuple[str, ...] = ()
     #: hold-out share (float in (0, 1)) or size (int); None = no hold-out
     test_size: float | int | None = None
     seed: int = 0

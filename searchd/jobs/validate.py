@@ -86,19 +86,25 @@ class Validator(GridValues):
         return value
 
     def data(self, d: dict[str, Any], base_dir: Path) -> DataSpec:
-        self.keys(d, "data", {"source", "params", "target", "test_size", "seed"})
+        self.keys(d, "data", {"source", "params", "target", "test_size", "seed", "features",
+                              "drop"})
         source = self.string(d.get("source"), "data.source")
         kind = source.split(":", 1)[0]
-        if kind not in ("sklearn", "csv", "npz") or ":" not in source:
-            raise self.fail("data.source", f"expected sklearn:<name>, csv:<path> or npz:<path>, "
-                            f"got {brief(source)}")
+        if kind not in ("sklearn", "csv", "parquet", "npz") or ":" not in source:
+            raise self.fail("data.source", f"expected sklearn:<name>, csv:<path>, "
+                            f"parquet:<path> or npz:<path>, got {brief(source)}")
         params = {k: self.value(val, f"data.params.{k}")
                   for k, val in self.table(d.get("params"), "data.params").items()}
         target = d.get("target")
         if target is not None:
             target = self.string(target, "data.target")
-        if kind == "csv" and target is None:
-            raise self.fail("data.target", "a csv: source needs target = \"<column>\"")
+        if kind in ("csv", "parquet") and target is None:
+            raise self.fail("data.target", f"a {kind}: source needs target = \"<column>\"")
+        features = None if d.get("features") is None else \
+            self.columns(d["features"], "data.features", kind)
+        drop = () if d.get("drop") is None else self.columns(d["drop"], "data.drop", kind)
+        if features is not None and drop:
+            raise self.fail("data.drop", "give features or drop, not both")
         test_size = d.get("test_size")
         if test_size is not None:
             if isinstance(test_size, bool) or not isinstance(test_size, (int, float)) or (
@@ -108,7 +114,17 @@ class Validator(GridValues):
                                 f"got {brief(test_size)}")
         seed = self.seed(d.get("seed", 0), "data.seed")
         return DataSpec(source=source, params=params, target=target, test_size=test_size,
-                        seed=seed, base_dir=base_dir)
+                        seed=seed, base_dir=base_dir, features=features, drop=drop)
+
+    def columns(self, v: Any, key: str, kind: str) -> tuple[str, ...]:
+        """``data.features`` / ``data.drop``: column names of a csv: or parquet: file."""
+        if kind not in ("csv", "parquet"):
+            raise self.fail(key, "is for csv: and parquet: sources (columns of a file)")
+        if not isinstance(v, list) or not v or not all(isinstance(c, str) and c for c in v):
+            raise self.fail(key, f"expected a list of column names, got {brief(v)}")
+        if len(set(v)) != len(v):
+            raise self.fail(key, f"names a column twice: {brief(v)}")
+        return tuple(v)
 
     def search(self, d: dict[str, Any]) -> SearchSpec:
         self.keys(d, "search", {"cv", "scoring", "refit", "n_jobs", "backend"})

@@ -1,20 +1,20 @@
-"""Load a job's data: bundled scikit-learn datasets, ``make_*`` generators, CSV, NPZ.
+"""Load a job's data: bundled scikit-learn datasets, ``make_*`` generators, CSV, Parquet, NPZ.
 
 Everything is local: no dataset is fetched from the network. Data is bounded before it is
 read (``max_data_bytes``): a generator's arrays from its parameters, an ``.npz`` member's
-from its header, a CSV by its size on disk and its cells as they are read.
+from its header, a CSV or Parquet file by its size on disk (a Parquet file's columns by its
+footer) and the frame it becomes (:mod:`searchd.worker.tables`). CSV and Parquet give X as
+a pandas DataFrame (column names, strings, missing values), the others arrays.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
 import os
 import zipfile
 import zlib
-from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,6 @@ import numpy as np
 
 from searchd.errors import DataError
 from searchd.jobs.limits import (
-    CELL_BYTES,
     GENERATORS,
     JobLimits,
     generator_bytes,
@@ -33,16 +32,11 @@ from searchd.jobs.limits import (
 from searchd.jobs.messages import clip
 from searchd.jobs.spec import JobSpec
 from searchd.worker.datapaths import PATH_CHARS, Check, data_path, open_data, path_check
+from searchd.worker.tables import read_table
 
 BUNDLED = ("iris", "digits", "wine", "breast_cancer", "diabetes", "linnerud")
-#: longest CSV line read (a binary file or a device has lines of any length)
-MAX_CSV_LINE = 16 << 20
-#: most columns a CSV may have (counted on each line before it is parsed)
-MAX_CSV_COLUMNS = 100_000
 #: the daemon's default ``max_data_bytes``
 MAX_DATA_BYTES = JobLimits().max_data_bytes
-#: longest path shown in an error message
-
 
 #: the targets scikit-learn's check_cv stratifies for a classifier (others get KFold)
 STRATIFIED = ("binary", "multiclass")
@@ -50,11 +44,13 @@ STRATIFIED = ("binary", "multiclass")
 
 @dataclass(frozen=True)
 class Dataset:
-    X_train: np.ndarray
+    #: an array, or a pandas DataFrame for csv: and parquet: sources
+    X_train: Any
     y_train: np.ndarray
-    X_test: np.ndarray | None
+    X_test: Any
     y_test: np.ndarray | None
-    #: sha256 over the training and hold-out arrays: a checkpoint belongs to this data only
+    #: sha256 over the training and hold-out data (a file's: its bytes, the columns kept
+    #: and the hold-out's rows): a checkpoint belongs to this data only
     digest: str
 
 
@@ -77,7 +73,7 @@ def load_dataset(job: JobSpec, classification: bool, data_dirs: Sequence[Path] =
     ``csv:``/``npz:`` source may name, besides those in the job's own folder; nothing
     larger than ``max_bytes`` is read, and the CV splits count against it too.
     """
-    X, y = load_xy(job, DataPlaces(tuple(data_dirs), state_dir, max_bytes))
+    X, y, source_digest = _load(job, DataPlaces(tuple(data_dirs), state_dir, max_bytes))
     kind = _check_labels(job, y) if classification else None
     X_test = y_test = None
     if job.data.test_size is not None:
@@ -96,14 +92,28 @@ def load_dataset(job: JobSpec, classification: bool, data_dirs: Sequence[Path] =
         if np.all(counts < job.search.folds):  # StratifiedKFold refuses to split then
             raise DataError(f"{job.path}: data.source: every class has fewer training samples "
                             f"(at most {counts.max()}) than the {job.search.folds} folds")
-    _check_splits(job, len(X), sum(a.nbytes for a in (X, y, X_test, y_test) if a is not None),
+    _check_splits(job, len(X), sum(nbytes(a) for a in (X, y, X_test, y_test) if a is not None),
                   max_bytes)
     h = hashlib.sha256()
-    for a in (X, y, X_test, y_test):
-        if a is not None:
-            h.update(np.ascontiguousarray(a).tobytes())
-            h.update(str(a.shape).encode())
+    if source_digest is not None:  # the file's content, and which of its rows are held out
+        h.update(source_digest.encode())
+        for a in (X, X_test):
+            if a is not None:
+                h.update(np.asarray(a.index, dtype=np.int64).tobytes())
+                h.update(b"|")
+    else:
+        for a in (X, y, X_test, y_test):
+            if a is not None:
+                h.update(np.ascontiguousarray(a).tobytes())
+                h.update(str(a.shape).encode())
     return Dataset(X, y, X_test, y_test, h.hexdigest())
+
+
+def nbytes(a: Any) -> int:
+    """The bytes an array or a DataFrame holds (a frame's strings included)."""
+    if isinstance(a, np.ndarray):
+        return a.nbytes
+    return int(a.memory_usage(deep=True, index=False).sum())
 
 
 def _check_splits(job: JobSpec, n_train: int, data: int, max_bytes: int) -> None:
@@ -132,16 +142,27 @@ def _check_labels(job: JobSpec, y: np.ndarray) -> str:
     return str(kind)
 
 
-def load_xy(job: JobSpec, places: DataPlaces = DataPlaces()) -> tuple[np.ndarray, np.ndarray]:
+def load_xy(job: JobSpec, places: DataPlaces = DataPlaces()) -> tuple[Any, np.ndarray]:
+    """X (an array, or a DataFrame for csv: and parquet:) and y of the job's source."""
+    X, y, _ = _load(job, places)
+    return X, y
+
+
+def _load(job: JobSpec, places: DataPlaces) -> tuple[Any, np.ndarray, str | None]:
+    """X, y and, for a data file read into a frame, the digest of its content."""
     kind, _, rest = job.data.source.partition(":")
     where = f"{job.path}: data.source"
-    if kind == "sklearn":
-        X, y = _sklearn(rest, dict(job.data.params), where, places.max_bytes)
-    elif kind == "csv":
+    if kind in ("csv", "parquet"):
         assert job.data.target is not None  # the spec insists on it
         check = path_check(job, places.data_dirs, places.state_dir)
-        X, y = _csv(data_path(job, rest, where), job.data.target, where, check,
-                    places.max_bytes)
+        table = read_table(kind, data_path(job, rest, where), job.data.target,
+                           job.data.features, job.data.drop, where, check, places.max_bytes)
+        if len(table.X) < job.search.folds:
+            raise DataError(f"{where}: {len(table.X)} samples are fewer than the "
+                            f"{job.search.folds} folds")
+        return table.X, table.y, table.digest
+    if kind == "sklearn":
+        X, y = _sklearn(rest, dict(job.data.params), where, places.max_bytes)
     else:
         check = path_check(job, places.data_dirs, places.state_dir)
         X, y = _npz(data_path(job, rest, where), where, check, places.max_bytes)
@@ -153,7 +174,7 @@ def load_xy(job: JobSpec, places: DataPlaces = DataPlaces()) -> tuple[np.ndarray
         raise DataError(f"{where}: X has {len(X)} rows but y has {len(y)}")
     if len(X) < job.search.folds:
         raise DataError(f"{where}: {len(X)} samples are fewer than the {job.search.folds} folds")
-    return X, y
+    return X, y, None
 
 
 def _too_large(where: str, what: str, need: int, max_bytes: int) -> DataError:
@@ -190,94 +211,6 @@ def _sklearn(name: str, params: dict[str, Any], where: str,
                         f"(X, y): {', '.join(GENERATORS)})")
     raise DataError(f"{where}: unknown dataset sklearn:{clip(name)} (bundled: "
                     f"{', '.join(BUNDLED)}; generators of (X, y): {', '.join(GENERATORS)})")
-
-
-def _lines(f: Any, path: str, where: str) -> Iterator[str]:
-    """The file's lines, refusing one longer than MAX_CSV_LINE (a binary file has none) or
-    wider than MAX_CSV_COLUMNS (counted before csv parses it into fields)."""
-    while line := f.readline(MAX_CSV_LINE):
-        if len(line) == MAX_CSV_LINE and not line.endswith("\n"):
-            raise DataError(f"{where}: {path}: a line is longer than {MAX_CSV_LINE:,} "
-                            "characters; not a CSV file?")
-        if line.count(",") >= MAX_CSV_COLUMNS:
-            raise DataError(f"{where}: {path}: a line has more than {MAX_CSV_COLUMNS:,} "
-                            "columns")
-        yield line
-
-
-def _csv(path: Path, target: str, where: str, check: Check,
-         max_bytes: int = MAX_DATA_BYTES) -> tuple[np.ndarray, np.ndarray]:
-    """X and y of a CSV file, read row by row into float64 cells: its size on disk and its
-    cells (8 bytes each, X's and y's) are bounded by ``max_bytes``."""
-    shown = clip(str(path), PATH_CHARS)
-    fd = open_data(path, where, check)
-    on_disk = os.fstat(fd).st_size
-    if on_disk > max_bytes:
-        os.close(fd)
-        raise _too_large(where, f"{shown} is", on_disk, max_bytes)
-    with open(fd, newline="", encoding="utf-8-sig") as f:
-        try:
-            header, cells, y_raw = _csv_rows(csv.reader(_lines(f, shown, where)), target,
-                                             where, shown, max_bytes)
-        except UnicodeDecodeError as e:
-            raise DataError(f"{where}: {shown}: not UTF-8 text (byte {e.start}); "
-                            "not a CSV file?") from None
-        except csv.Error as e:  # NUL bytes, a field past csv.field_size_limit()
-            raise DataError(f"{where}: {shown}: not a CSV file: {e}") from None
-        except OSError as e:
-            raise DataError(f"{where}: {shown}: {e.strerror or e}") from None
-        except MemoryError:
-            raise DataError(f"{where}: {shown}: too large for memory") from None
-    X = np.frombuffer(cells, dtype=np.float64).reshape(len(y_raw), len(header) - 1)
-    try:
-        y: np.ndarray = np.array([float(v) for v in y_raw])
-        if np.all(y == np.round(y)):
-            y = y.astype(np.int64)
-    except ValueError:
-        y = np.array(y_raw)
-    return X, y
-
-
-def _csv_rows(rows: Iterator[list[str]], target: str, where: str, shown: str,
-              max_bytes: int) -> tuple[list[str], array[float], list[str]]:
-    """The header, the feature cells (row after row) and the target column's values."""
-    header = next(rows, None)
-    if header is None:
-        raise DataError(f"{where}: {shown} is empty")
-    if target not in header:
-        raise DataError(f"{where}: {shown}: no column {clip(repr(target))} in its header "
-                        f"({len(header)} columns)")
-    t = header.index(target)
-    cells: array[float] = array("d")
-    y_raw: list[str] = []
-    most = max_bytes // CELL_BYTES  # cells, X's and y's
-    # Messages about the content say where (row, column number), never what: the
-    # file may be one the job's author cannot read.
-    for n, r in enumerate(rows, start=2):
-        if not r:  # blank lines (a trailing newline too many) are no samples
-            continue
-        if len(r) != len(header):
-            raise DataError(f"{where}: {shown}: row {n} has {len(r)} fields, the header "
-                            f"{len(header)}")
-        if len(cells) + len(y_raw) + len(r) > most:
-            raise _too_large(where, f"{shown}: by row {n:,} its values take",
-                             (len(cells) + len(y_raw) + len(r)) * CELL_BYTES, max_bytes)
-        try:
-            cells.extend(float(v) for i, v in enumerate(r) if i != t)
-        except ValueError:
-            col = next(i + 1 for i, v in enumerate(r) if i != t and not _is_number(v))
-            raise DataError(f"{where}: {shown}: feature columns must be numeric; row {n}, "
-                            f"column {col} is not a number") from None
-        y_raw.append(r[t])
-    return header, cells, y_raw
-
-
-def _is_number(v: str) -> bool:
-    try:
-        float(v)
-    except ValueError:
-        return False
-    return True
 
 
 def _npz(path: Path, where: str, check: Check,

@@ -19,7 +19,9 @@ from sklearn.base import clone
 
 from searchd import lifeline as guard
 from searchd.worker import poison
+from searchd.worker.chains import evaluate_chain
 from searchd.worker.plan import Scoring
+from searchd.worker.tables import rows
 
 #: the longest fit error kept (log, checkpoint, summary): a message may quote a parameter
 #: value whole, and one 100 kB value failing 600 fits once made a 120 MB log
@@ -42,6 +44,15 @@ class Task:
 
     #: the task's name in fit records and strikes (``poison.task_tag``)
     tag: str = ""
+    #: a warm-start chain (:mod:`searchd.worker.chains`): the parameter key it grows and
+    #: the links after this task's own, (row, parameters), by size ascending
+    grow: str = ""
+    links: tuple[tuple[int, dict[str, Any]], ...] = ()
+
+    @property
+    def weight(self) -> int:
+        """The fits the task makes: 1, or one per link of a chain."""
+        return 1 + len(self.links)
 
 
 class Outcome(NamedTuple):
@@ -67,16 +78,27 @@ def evaluate(template: Any, params: dict[str, Any], X: np.ndarray, y: np.ndarray
     est = clone(template).set_params(**clone(params, safe=False))
     start = time.time()
     try:
-        est.fit(X[train], y[train])
+        est.fit(rows(X, train), y[train])
     except Exception as e:  # noqa: BLE001 - recorded as error_score=nan, like GridSearchCV
         return Outcome(i, fold, None, time.time() - start, 0.0, fit_error(e))
     fit_time = time.time() - start
     start = time.time()
     try:
-        scores = scoring(est, X[test], y[test])
+        scores = scoring(est, rows(X, test), y[test])
     except Exception as e:  # noqa: BLE001
         return Outcome(i, fold, None, fit_time, time.time() - start, fit_error(e))
     return Outcome(i, fold, scores, fit_time, time.time() - start, None)
+
+
+def run_task(template: Any, t: Task, X: Any, y: np.ndarray,
+             splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring) -> Iterator[Outcome]:
+    """A task's outcomes as each is scored: one, or a chain's links one by one."""
+    train, test = t.indices(splits)
+    if not t.links:
+        yield evaluate(template, t.params, X, y, train, test, scoring, t.i, t.fold)
+        return
+    yield from evaluate_chain(template, t.grow, [(t.i, t.params), *t.links], X, y, train,
+                              test, scoring, t.fold)
 
 
 def fit_error(e: BaseException) -> str:
@@ -153,8 +175,7 @@ def evaluate_batch(template: Any, scoring: Scoring, batch: list[Task]) -> list[O
     """In a pool process: ``evaluate`` each task on the data its initializer kept."""
     assert _pool_data is not None, "not a searchd pool process"
     X, y, splits = _pool_data
-    return [evaluate(template, t.params, X, y, *t.indices(splits), scoring, t.i, t.fold)
-            for t in _recording(batch)]
+    return [o for t in _recording(batch) for o in run_task(template, t, X, y, splits, scoring)]
 
 
 def _recording(batch: list[Task]) -> Iterator[Task]:

@@ -26,7 +26,8 @@ from joblib.parallel import ParallelBackendBase
 from threadpoolctl import threadpool_limits
 
 from searchd.worker import poison
-from searchd.worker.evaluate import Outcome, Task, evaluate, evaluate_batch, pool_init, warm
+from searchd.worker.data import nbytes
+from searchd.worker.evaluate import Outcome, Task, evaluate_batch, pool_init, run_task, warm
 from searchd.worker.plan import Scoring
 from searchd.worker.taskstream import END, TaskStream
 
@@ -100,7 +101,7 @@ class LocalRunner:
     def _pool_payload(self) -> Any:
         """The data for the pool's initializer: itself, or a memory-mapped file's path."""
         data = (self.X, self.y, self.splits)
-        size = self.X.nbytes + self.y.nbytes + sum(a.nbytes + b.nbytes for a, b in self.splits)
+        size = nbytes(self.X) + self.y.nbytes + sum(a.nbytes + b.nbytes for a, b in self.splits)
         if self.scratch is None or size < MMAP_BYTES:
             return data
         self.scratch.mkdir(mode=0o700, exist_ok=True)
@@ -188,30 +189,34 @@ class LocalRunner:
         st.producers += 1
         threading.Thread(target=self._feed, args=(st,), name="pool-feed", daemon=True).start()
 
-    def _fit(self, st: TaskStream, t: Task) -> Outcome:
-        """One task in this process; until the pool runs, decide whether to start it."""
+    def _fit(self, st: TaskStream, t: Task) -> Iterator[Outcome]:
+        """One task in this process, its outcomes as each is scored (a chain's links one by
+        one); until the pool runs, decide whether to start it."""
         record = self.guard.record if self.guard is not None else None
         if record is not None:
             record.start(t.tag)
         try:
-            return self._fit_here(st, t)
+            yield from self._fit_here(st, t)
         finally:
             if record is not None:
                 record.end()
 
-    def _fit_here(self, st: TaskStream, t: Task) -> Outcome:
+    def _fit_here(self, st: TaskStream, t: Task) -> Iterator[Outcome]:
         start = time.perf_counter()
-        outcome = evaluate(st.template, t.params, self.X, self.y, *t.indices(self.splits),
-                           st.scoring, t.i, t.fold)
+        yield from run_task(st.template, t, self.X, self.y, self.splits, st.scoring)
         if not st.fed:
             took = time.perf_counter() - start
-            st.later += took if st.done else 0.0
-            st.done += 1
+            if st.done:
+                st.later += took
+            else:
+                st.first = t.weight
+            st.done += t.weight
             self.inline_seconds += took
-            if self.n_jobs > 1 and self._worth_a_pool(st.done, st.later, st.left):
+            # fits counted as the first one and those after it (a chain is several)
+            if self.n_jobs > 1 and self._worth_a_pool(st.done - st.first + 1, st.later,
+                                                      st.left):
                 self.start_pool()
                 self._add_feeder(st)
-        return outcome
 
     def _inline(self, st: TaskStream) -> None:
         """The worker's own fits, in a thread beside the pool's feeder.
@@ -223,7 +228,8 @@ class LocalRunner:
         try:
             with threadpool_limits(limits=self.threads):
                 while batch := st.take():
-                    st.out.put(self._fit(st, batch[0]))
+                    for outcome in self._fit(st, batch[0]):
+                        st.out.put(outcome)
         except BaseException as e:  # noqa: BLE001 - raised by the stream
             st.out.put(e)
         finally:
@@ -341,7 +347,8 @@ class LocalRunner:
                 batch = st.take()
                 if not batch:
                     return
-                yield self._record(self._fit(st, batch[0]))
+                for outcome in self._fit(st, batch[0]):
+                    yield self._record(outcome)
             st.producers += 1
             threading.Thread(target=self._inline, args=(st,), name="fits", daemon=True).start()
             ended = 0
