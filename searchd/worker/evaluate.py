@@ -19,7 +19,6 @@ from sklearn.base import clone
 
 from searchd import lifeline as guard
 from searchd.worker import poison
-from searchd.worker.chains import evaluate_chain
 from searchd.worker.plan import Scoring
 from searchd.worker.tables import rows
 
@@ -44,15 +43,6 @@ class Task:
 
     #: the task's name in fit records and strikes (``poison.task_tag``)
     tag: str = ""
-    #: a warm-start chain (:mod:`searchd.worker.chains`): the parameter key it grows and
-    #: the links after this task's own, (row, parameters), by size ascending
-    grow: str = ""
-    links: tuple[tuple[int, dict[str, Any]], ...] = ()
-
-    @property
-    def weight(self) -> int:
-        """The fits the task makes: 1, or one per link of a chain."""
-        return 1 + len(self.links)
 
 
 class Outcome(NamedTuple):
@@ -88,17 +78,6 @@ def evaluate(template: Any, params: dict[str, Any], X: np.ndarray, y: np.ndarray
     except Exception as e:  # noqa: BLE001
         return Outcome(i, fold, None, fit_time, time.time() - start, fit_error(e))
     return Outcome(i, fold, scores, fit_time, time.time() - start, None)
-
-
-def run_task(template: Any, t: Task, X: Any, y: np.ndarray,
-             splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring) -> Iterator[Outcome]:
-    """A task's outcomes as each is scored: one, or a chain's links one by one."""
-    train, test = t.indices(splits)
-    if not t.links:
-        yield evaluate(template, t.params, X, y, train, test, scoring, t.i, t.fold)
-        return
-    yield from evaluate_chain(template, t.grow, [(t.i, t.params), *t.links], X, y, train,
-                              test, scoring, t.fold)
 
 
 def fit_error(e: BaseException) -> str:
@@ -175,7 +154,8 @@ def evaluate_batch(template: Any, scoring: Scoring, batch: list[Task]) -> list[O
     """In a pool process: ``evaluate`` each task on the data its initializer kept."""
     assert _pool_data is not None, "not a searchd pool process"
     X, y, splits = _pool_data
-    return [o for t in _recording(batch) for o in run_task(template, t, X, y, splits, scoring)]
+    return [evaluate(template, t.params, X, y, *t.indices(splits), scoring, t.i, t.fold)
+            for t in _recording(batch)]
 
 
 def _recording(batch: list[Task]) -> Iterator[Task]:

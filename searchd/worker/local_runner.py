@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from searchd.worker import poison
 from searchd.worker.data import nbytes
-from searchd.worker.evaluate import Outcome, Task, evaluate_batch, pool_init, run_task, warm
+from searchd.worker.evaluate import Outcome, Task, evaluate, evaluate_batch, pool_init, warm
 from searchd.worker.plan import Scoring
 from searchd.worker.taskstream import END, TaskStream
 
@@ -189,34 +189,30 @@ class LocalRunner:
         st.producers += 1
         threading.Thread(target=self._feed, args=(st,), name="pool-feed", daemon=True).start()
 
-    def _fit(self, st: TaskStream, t: Task) -> Iterator[Outcome]:
-        """One task in this process, its outcomes as each is scored (a chain's links one by
-        one); until the pool runs, decide whether to start it."""
+    def _fit(self, st: TaskStream, t: Task) -> Outcome:
+        """One task in this process; until the pool runs, decide whether to start it."""
         record = self.guard.record if self.guard is not None else None
         if record is not None:
             record.start(t.tag)
         try:
-            yield from self._fit_here(st, t)
+            return self._fit_here(st, t)
         finally:
             if record is not None:
                 record.end()
 
-    def _fit_here(self, st: TaskStream, t: Task) -> Iterator[Outcome]:
+    def _fit_here(self, st: TaskStream, t: Task) -> Outcome:
         start = time.perf_counter()
-        yield from run_task(st.template, t, self.X, self.y, self.splits, st.scoring)
+        outcome = evaluate(st.template, t.params, self.X, self.y, *t.indices(self.splits),
+                           st.scoring, t.i, t.fold)
         if not st.fed:
             took = time.perf_counter() - start
-            if st.done:
-                st.later += took
-            else:
-                st.first = t.weight
-            st.done += t.weight
+            st.later += took if st.done else 0.0
+            st.done += 1
             self.inline_seconds += took
-            # fits counted as the first one and those after it (a chain is several)
-            if self.n_jobs > 1 and self._worth_a_pool(st.done - st.first + 1, st.later,
-                                                      st.left):
+            if self.n_jobs > 1 and self._worth_a_pool(st.done, st.later, st.left):
                 self.start_pool()
                 self._add_feeder(st)
+        return outcome
 
     def _inline(self, st: TaskStream) -> None:
         """The worker's own fits, in a thread beside the pool's feeder.
@@ -228,8 +224,7 @@ class LocalRunner:
         try:
             with threadpool_limits(limits=self.threads):
                 while batch := st.take():
-                    for outcome in self._fit(st, batch[0]):
-                        st.out.put(outcome)
+                    st.out.put(self._fit(st, batch[0]))
         except BaseException as e:  # noqa: BLE001 - raised by the stream
             st.out.put(e)
         finally:
@@ -347,8 +342,7 @@ class LocalRunner:
                 batch = st.take()
                 if not batch:
                     return
-                for outcome in self._fit(st, batch[0]):
-                    yield self._record(outcome)
+                yield self._record(self._fit(st, batch[0]))
             st.producers += 1
             threading.Thread(target=self._inline, args=(st,), name="fits", daemon=True).start()
             ended = 0
