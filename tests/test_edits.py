@@ -6,6 +6,7 @@ GridSearchCV on the grid as edited, value by value."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,61 @@ def test_cv_changed_starts_over_and_archives_the_old_results(tmp_path: Path) -> 
     assert (h.n, h.fits, h.why) == (1, 9, "search.cv changed")
     [reuse] = [e for e in ev if e.kind == "reuse"]
     assert reuse.archived == 1 and reuse.why == "search.cv changed"
+
+
+def cli(capsys: pytest.CaptureFixture[str], tmp: Path, *args: str) -> str:
+    from searchd.cli.main import main
+    code = main([*args, "--state", str(tmp / "state"), "--jobs", str(tmp / "jobs")])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    return out.out
+
+
+def test_history_is_listed_shown_and_exported(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from searchd.state.records import JobRecord, write_summary
+    old, _, _ = run(tmp_path, text(cv=3))
+    run(tmp_path, text(cv=4))
+    write_summary(tmp_path / "state", JobRecord(id="j"))
+    shown = json.loads(cli(capsys, tmp_path, "show", "j", "--json"))
+    [h] = shown["history"]
+    assert (h["n"], h["why"], h["fits"]) == (1, "search.cv changed", 9)
+    assert "1: " in cli(capsys, tmp_path, "show", "j") and "search.cv changed" in \
+        cli(capsys, tmp_path, "show", "j")
+    past = json.loads(cli(capsys, tmp_path, "show", "j", "--history", "1", "--json"))
+    cv = past["models"]["knn"]["cv_results"]
+    assert "split2_test_score" in cv and "split3_test_score" not in cv
+    assert cv["mean_test_score"] == old["knn"].cv_results_["mean_test_score"].tolist()
+    back = load_results("j", tmp_path / "state", history=1)
+    assert back["knn"].best_params_ == old["knn"].best_params_
+    out = cli(capsys, tmp_path, "export", "j", "--history", "1", "-o", str(tmp_path / "m.pkl"))
+    assert "history 1" in out and (tmp_path / "m.pkl").stat().st_size > 0
+
+
+def test_validate_says_what_an_edit_would_reuse(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    run(tmp_path, text("[1, 3, 5]"))
+    edited = tmp_path / "edit" / "j.toml"
+    edited.parent.mkdir()
+    edited.write_text(text("[1, 3, 5, 7, 9]"))
+    out = cli(capsys, tmp_path, "validate", str(edited))
+    assert "as an edit of job 'j': 9 fits reused (from job 'j'), +2 candidates (6 fits)" in out
+    edited.write_text(text("[1, 3, 5]", cv=5))
+    plan = json.loads(cli(capsys, tmp_path, "validate", str(edited), "--json"))
+    assert plan["edit"] == {"job": "j", "starts_over": True, "why": "search.cv changed",
+                            "archived_fits": 9}
+
+
+def test_a_new_job_in_the_same_context_reuses_another_jobs_results(tmp_path: Path) -> None:
+    from searchd.cli.editing import edit_note
+    run(tmp_path, text("[1, 3, 5]"), job="a")
+    res, n, ev = run(tmp_path, text("[1, 3, 5, 7]", tree=True), job="b")
+    assert n == 1 * 3 + 3 * 3  # knn's new candidate and the tree: a's knn results reused
+    same_as_gridsearch(tmp_path, res, "b")
+    [reuse] = [e for e in ev if e.kind == "reuse"]
+    assert reuse.borrowed == {"a": 9} and reuse.reused == 9
+    assert "(9 from job a)" in edit_note({"at": 0, "reused": 9, "new_candidates": 4,
+                                          "new_fits": 12, "borrowed": reuse.borrowed})
+    # another context (cv): nothing borrowed
+    _, n, ev = run(tmp_path, text("[1, 3, 5]", cv=4), job="c")
+    assert n == 3 * 4 and not [e for e in ev if e.kind == "reuse"]

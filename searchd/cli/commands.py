@@ -55,6 +55,13 @@ def bar(done: int, total: int, width: int = 20) -> str:
 
 def check_job(path: Path, settings: Settings) -> tuple[JobSpec, dict[str, Any]]:
     """Everything the worker will check: schema, allow-list, parameters, data."""
+    spec, info, _, _ = checked_job(path, settings)
+    return spec, info
+
+
+def checked_job(path: Path, settings: Settings
+                ) -> tuple[JobSpec, dict[str, Any], dict[str, Any], Any]:
+    """``check_job``'s spec and plan, with the estimator templates and the data."""
     from searchd.worker.data import load_dataset
     from searchd.worker.estimators import check_model, is_classification
     if path.suffix not in SUFFIXES:
@@ -69,7 +76,7 @@ def check_job(path: Path, settings: Settings) -> tuple[JobSpec, dict[str, Any]]:
         "test_samples": None if data.y_test is None else len(data.y_test),
         "features": int(data.X_train.shape[1]) if data.X_train.ndim > 1 else 1,
         "halving": search_plans(spec, templates, data.y_train)}
-    return spec, info
+    return spec, info, templates, data
 
 
 def search_plans(spec: JobSpec, templates: dict[str, Any], y: Any) -> dict[str, Any]:
@@ -104,13 +111,15 @@ def _model_plan(spec: JobSpec, m: Any, halving: dict[str, Any]) -> dict[str, Any
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
-    spec, info = check_job(args.file, settings)
+    from searchd.cli.editing import edit_preview, print_preview
+    spec, info, templates, data = checked_job(args.file, settings)
+    preview = edit_preview(spec, settings, templates, data)
     halving = info.pop("halving")
     models = [_model_plan(spec, m, halving) for m in spec.models]
     plan = {"job": spec.id, "file": str(args.file), "data": spec.data.source, **info,
             "folds": spec.search.folds, "scoring": list(spec.search.scoring or ["score"]),
             "models": models, "candidates": sum(m["candidates"] for m in models),
-            "fits": sum(m["fits"] for m in models)}
+            "fits": sum(m["fits"] for m in models), "edit": preview}
     if args.json:
         _print_json(plan)
         return 0
@@ -128,6 +137,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
                   f"{r['candidates']:,} candidates × {r['resources']:,} {m['resource']}, "
                   f"{r['fits']:,} fits")
     print(f"  total: {plan['candidates']:,} candidates, {plan['fits']:,} fits")
+    print_preview(spec.id, preview)
     return 0
 
 
@@ -182,33 +192,20 @@ def status_json(rec: JobRecord) -> dict[str, Any]:
     }
 
 
-def edit_note(e: dict[str, Any]) -> str:
-    """``edited 10:42: +24 candidates (120 fits), 96 fits reused`` (local time)."""
-    when = time.strftime("%H:%M", time.localtime(e.get("at") or 0))
-    borrowed = e.get("borrowed") or {}
-    lead = f"edited {when}: " if e.get("what") else f"started {when}: "
-    if e.get("archived") is not None:
-        return (f"{lead}{e.get('why')}: started over (the earlier results are in history "
-                f"{e['archived']}: show --history {e['archived']})")
-    if "reused" not in e:
-        return f"{lead}{e.get('what')} (applied when its worker starts)"
-    text = f"{lead}+{e.get('new_candidates', 0):,} candidates ({e.get('new_fits', 0):,} fits), " \
-        f"{e['reused']:,} fits reused"
-    if borrowed:
-        text += " (" + ", ".join(f"{n:,} from job {j}" for j, n in borrowed.items()) + ")"
-    return text
-
-
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     if getattr(args, "watch", None) is not None:
         from searchd.cli.watch import watch
         args.watch, interval = None, args.watch  # each refresh is one plain status
         return watch(lambda: cmd_status(args, settings), interval,
                      f"searchd status --state {settings.state_dir}", count=args.watch_count)
+    from searchd.cli.activity import user_activity_line, user_activity_of
     recs = job_records(settings)
+    activity = user_activity_of(settings)  # the daemon-wide rule, repeated in each job
     if args.json:
-        _print_json([status_json(r) for r in recs])
+        _print_json([{**status_json(r), "user_activity": activity} for r in recs])
         return 0
+    if activity is not None:
+        print(user_activity_line(activity))
     if not recs:
         print(f"no jobs (put job files in {settings.jobs_dir})")
     for r in recs:
@@ -233,6 +230,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         elif r.file_changed:
             notes.append("the job file changed; the edit applies at the daemon's next scan")
         if r.last_edit:
+            from searchd.cli.editing import edit_note
             notes.append(edit_note(r.last_edit))
         if r.file_removed:
             notes.append("the job file was removed; its results stay")
@@ -260,15 +258,26 @@ def _require_record(settings: Settings, job: str) -> JobRecord:
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    from searchd.cli.editing import print_history
+    from searchd.state.history import entries
     from searchd.state.read import load_results
     rec = _require_record(settings, args.job)
+    past = entries(settings.state_dir / args.job)
+    old = getattr(args, "history", None)
     try:
-        results = load_results(args.job, settings.state_dir, with_estimators=False)
+        results = load_results(args.job, settings.state_dir, with_estimators=False,
+                               history=old)
         models = results.models
     except NotFoundError:
+        if old is not None:
+            raise
         models = {}
-    out: dict[str, Any] = {**status_json(rec), "models": {}}
-    for name, summ in rec.models.items() or {n: {} for n in models}.items():
+    out: dict[str, Any] = {**status_json(rec), "models": {},
+                           "history": [e.as_json() for e in past]}
+    summaries = {} if old is not None else rec.models  # an archive's come from its results
+    if old is not None:
+        out["shown_history"] = next(e.as_json() for e in past if e.n == old)
+    for name, summ in summaries.items() or {n: {} for n in models}.items():
         entry: dict[str, Any] = dict(summ)
         m = models.get(name)
         if m is not None:
@@ -285,9 +294,15 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         _print_json(out)
         return 0
-    print(f"{rec.id}: {rec.state.value}, {rec.fits_done:,}/{rec.fits_total:,} fits "
-          f"({rec.fits_computed:,} computed)")
-    if rec.error:
+    if old is not None:
+        h = out["shown_history"]
+        print(f"{rec.id}: history {old}: archived "
+              f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(h['when']))} ({h['why']}), "
+              f"{h['fits']:,} fits")
+    else:
+        print(f"{rec.id}: {rec.state.value}, {rec.fits_done:,}/{rec.fits_total:,} fits "
+              f"({rec.fits_computed:,} computed)")
+    if rec.error and old is None:
         print(f"  {rec.error}")
     for name, e in out["models"].items():
         print(f"\n  {name}: {e.get('state')}, {e.get('fits_done', 0):,}/{e.get('fits_total', 0):,}"
@@ -307,6 +322,8 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"    #{cv[f'rank_test_{suffix}'][i]:<4} "
                       f"{_fmt_score(cv[f'mean_test_{suffix}'][i])} ± "
                       f"{_fmt_score(cv[f'std_test_{suffix}'][i])}  {json.dumps(cv['params'][i])}")
+    if old is None:
+        print_history(past)
     return 0
 
 
@@ -314,9 +331,11 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     from searchd.cli.export import export_model
+    old = getattr(args, "history", None)
     name, size = export_model(settings.state_dir, args.job, args.model, args.format,
-                              args.output)
-    print(f"exported {args.job}/{name} ({args.format}) → {args.output} ({size:,} bytes)")
+                              args.output, old)
+    where = args.job if old is None else f"{args.job} (history {old})"
+    print(f"exported {where}/{name} ({args.format}) → {args.output} ({size:,} bytes)")
     return 0
 
 

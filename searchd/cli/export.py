@@ -18,9 +18,11 @@ from searchd.state.results import DONE, best_type
 FORMATS = ("pickle", "joblib", "skops")
 
 
-def best_model(state_dir: Path, job_id: str, model: str | None) -> tuple[str, Any]:
-    """(model type, fitted estimator): of ``model``, or of the best finished type."""
-    store = job_store(state_dir, job_id)
+def best_model(state_dir: Path, job_id: str, model: str | None,
+               history: int | None = None) -> tuple[str, Any]:
+    """(model type, fitted estimator): of ``model``, or of the best finished type (of the
+    job's archived results ``history``, when given)."""
+    store = job_store(state_dir, job_id, history)
     results = read_job_results(store).models
     if model is not None:
         if model not in results:
@@ -42,10 +44,10 @@ def best_model(state_dir: Path, job_id: str, model: str | None) -> tuple[str, An
 
 
 def export_model(state_dir: Path, job_id: str, model: str | None, fmt: str,
-                 out: Path) -> tuple[str, int]:
-    """Write the best model of ``job_id`` (or of its type ``model``) to ``out``; returns
-    the model type and the number of bytes written."""
-    name, est = best_model(state_dir, job_id, model)
+                 out: Path, history: int | None = None) -> tuple[str, int]:
+    """Write the best model of ``job_id`` (or of its type ``model``; of its archived
+    results ``history``) to ``out``; returns the model type and the bytes written."""
+    name, est = best_model(state_dir, job_id, model, history)
     if fmt == "pickle":
         data = pickle.dumps(est, protocol=pickle.HIGHEST_PROTOCOL)
     elif fmt == "joblib":

@@ -94,11 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("show", parents=[common, as_json], help="a job's results per model type")
     sh.add_argument("job")
     sh.add_argument("--top", type=int, default=5, help="candidates to list per model type")
+    sh.add_argument("--history", type=int, metavar="N", help="the results archived as "
+                    "history entry N (when an edit changed the evaluation context)")
     e = sub.add_parser("export", parents=[common], help="write the best fitted model to a file")
     e.add_argument("job")
     e.add_argument("--model", help="model type (default: the job's best)")
     e.add_argument("--format", choices=("pickle", "joblib", "skops"), default="pickle")
     e.add_argument("-o", "--output", type=Path, required=True)
+    e.add_argument("--history", type=int, metavar="N", help="from history entry N")
     pa = sub.add_parser("pause", parents=[common], help="pause the daemon's work")
     pa.add_argument("--for", dest="duration", type=parse_duration,
                     help="e.g. 30m, 2h (default: until `searchd resume`)")

@@ -8,6 +8,7 @@ from typing import Any
 
 from searchd.errors import CheckpointError, NotFoundError
 from searchd.state.checkpoint import Snapshot, read_results
+from searchd.state.history import history_store
 from searchd.state.results import DONE, best_type
 from searchd.state.signing import load_key
 from searchd.state.store import CheckpointStore
@@ -61,10 +62,13 @@ class JobResults:
         return self.models[self.best_name]
 
 
-def job_store(state_dir: Path, job_id: str) -> CheckpointStore:
+def job_store(state_dir: Path, job_id: str, history: int | None = None) -> CheckpointStore:
+    """The job's checkpoints, or those of its archived results ``history`` (``history/<n>``)."""
     job_dir = Path(state_dir) / job_id
     if not job_dir.is_dir():
         raise NotFoundError(f"no job {job_id!r} in {state_dir}")
+    if history is not None:
+        return history_store(Path(state_dir), job_id, history, load_key(Path(state_dir)))
     return CheckpointStore(job_dir, load_key(Path(state_dir)), job_id)
 
 
@@ -96,13 +100,15 @@ def _halving(plan: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def load_results(job_id: str, state_dir: str | Path = "state",
-                 with_estimators: bool = True) -> JobResults:
-    """The verified results of a job, per model type, in GridSearchCV's terms.
+                 with_estimators: bool = True, history: int | None = None) -> JobResults:
+    """The verified results of a job, per model type, in GridSearchCV's terms (with
+    ``history = n``: the results archived in ``state/<job>/history/<n>/`` when an edit
+    changed the job's evaluation context).
 
     Every checkpoint's signature is checked before it is unpickled; one that
     fails raises :class:`~searchd.errors.CheckpointError` and is never loaded.
     """
-    store = job_store(Path(state_dir), job_id)
+    store = job_store(Path(state_dir), job_id, history)
     snap = read_job_results(store)
     models: dict[str, ModelSearch] = {}
     for name, res in snap.models.items():
