@@ -95,9 +95,19 @@ class Settings:
     on_job_end: tuple[str, ...] = ()
     #: seconds on_job_end may run before it is killed (with its process group)
     on_job_end_timeout: float = 30.0
+    # --- results for the group ---
+    #: publish each job's results (summary, cv_results, report, skops models; never
+    #: pickles, keys or checkpoints) readable by the daemon's group (searchd.state.published)
+    publish: bool = False
+    #: where they go, one folder per job (None: ``<state_dir>/published``)
+    publish_dir: Path | None = None
 
     def job_dir(self, job_id: str) -> Path:
         return self.state_dir / job_id
+
+    def publish_root(self) -> Path:
+        """The folder of the published results (``publish_dir``, or ``state/published``)."""
+        return self.publish_dir if self.publish_dir is not None else self.state_dir / "published"
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
@@ -154,6 +164,10 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     default = _FIELDS[key].default
     if key in _ETIQUETTE:
         return _coerce_etiquette(key, value, source)
+    if key == "publish_dir":
+        if value is not None and not isinstance(value, (str, Path)):
+            raise SettingsError(f"{source}: {key}: expected a path, got {value!r}")
+        return Path(value) if value else None  # "": the default, under state_dir
     if key in ("state_dir", "jobs_dir"):
         if not isinstance(value, (str, Path)):
             raise SettingsError(f"{source}: {key}: expected a path, got {value!r}")

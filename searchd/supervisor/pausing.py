@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from searchd.settings import Settings
 from searchd.state import control
+from searchd.state.daemon_status import user_activity, write_status
 from searchd.state.records import JobRecord, JobState
 from searchd.supervisor.gate import CONFIRM_FRACTION, IdleGate
 from searchd.supervisor.load import LoadSample
@@ -32,6 +33,8 @@ class Pausing:
         #: where keyboard and mouse activity is read from ("logind", ...; empty: nowhere),
         #: once ``pause_while_user_active`` is on and a reading was taken (else None)
         self.idle_sources: tuple[str, ...] | None = None
+        #: what searchd.status.json says now (a sentinel until it was first written)
+        self._told: dict[str, object] | None | str = "unwritten"
         self.control = control
         self.clock = clock
         #: monotonic time the worker's tree was suspended; None while it runs
@@ -77,10 +80,13 @@ class Pausing:
         return None
 
     def _note_idle_sources(self, sources: tuple[str, ...], settings: Settings) -> None:
-        """Log which sources the user rule reads, once, and again when they change."""
+        """Log which sources the user rule reads, once, and again when they change; and
+        tell ``searchd status`` (``state/searchd.status.json``)."""
         if not settings.pause_while_user_active:
             self.idle_sources = None
+            self._tell_status(None, settings)
             return
+        self._tell_status(user_activity(settings.pause_while_user_active, sources), settings)
         if sources == self.idle_sources:
             return
         if not sources:
@@ -91,6 +97,11 @@ class Pausing:
             log.info("pause_while_user_active: keyboard/mouse activity from %s",
                      ", ".join(sources))
         self.idle_sources = sources
+
+    def _tell_status(self, doc: dict[str, object] | None, settings: Settings) -> None:
+        if doc != self._told:
+            write_status(settings, None if doc is None else {"user_activity": doc})
+            self._told = doc
 
     def carry_out(self, now: float, w: Worker, rec: JobRecord, max_suspend: float) -> bool:
         """Suspend or resume ``w``'s tree as the last decision says; True when it stayed

@@ -11,8 +11,8 @@ from searchd.settings import Settings
 
 log = logging.getLogger("searchd")
 
-#: settings that only a restart changes
-RESTART_ONLY = ("state_dir", "jobs_dir")
+#: settings that only a restart changes (publishing sets the state folder's mode at the start)
+RESTART_ONLY = ("state_dir", "jobs_dir", "publish", "publish_dir")
 
 
 def reloaded(old: Settings, read: Callable[[], Settings]
