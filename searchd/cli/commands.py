@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -257,7 +258,10 @@ def _require_record(settings: Settings, job: str) -> JobRecord:
     return rec
 
 
-def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_show(args: argparse.Namespace, settings: Settings,
+             read: Callable[..., Any] | None = None) -> int:
+    """``read``: where the results come from (default ``load_results``; the published
+    folder's reader for a member of the daemon's group, see ``cli/published.py``)."""
     from searchd.cli.editing import print_history
     from searchd.state.history import entries
     from searchd.state.read import load_results
@@ -265,8 +269,8 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     past = entries(settings.state_dir / args.job)
     old = getattr(args, "history", None)
     try:
-        results = load_results(args.job, settings.state_dir, with_estimators=False,
-                               history=old)
+        results = (read or load_results)(args.job, settings.state_dir,
+                                         with_estimators=False, history=old)
         models = results.models
     except NotFoundError:
         if old is not None:
