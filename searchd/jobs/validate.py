@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from searchd.errors import JobSpecError
+from searchd.jobs import columns
 from searchd.jobs.distributions import (
     NAMES,
     distribution_problem,
@@ -201,7 +202,10 @@ class Validator(GridValues):
         return tuple(out)
 
     def params(self, d: Any, key: str) -> dict[str, Value]:
-        return {self.param_name(k, key): self.value(v, f"{key}.{k}")
+        # a ColumnTransformer's transformers are tables of their own (jobs/columns.py)
+        return {self.param_name(k, key): columns.transformers(v, f"{key}.{k}", self)
+                if k == "transformers" and columns.is_transformers(v)
+                else self.value(v, f"{key}.{k}")
                 for k, v in self.table(d, key).items()}
 
     def param_name(self, name: str, where: str) -> str:

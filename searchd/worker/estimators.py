@@ -26,7 +26,7 @@ from searchd.errors import JobSpecError
 from searchd.jobs.distributions import Distribution
 from searchd.jobs.messages import clip
 from searchd.jobs.spec import JobSpec, ModelSpec, Value
-from searchd.worker import param_policy
+from searchd.worker import columns, param_policy
 from searchd.worker.sklearn_names_table import MODULES
 
 MODEL_STEP = "model"
@@ -113,6 +113,9 @@ def cap_n_jobs(value: Any) -> Any:
 
 def build_value(value: Value, allow: Sequence[str], where: str) -> Any:
     """A job-file value → the Python object handed to set_params."""
+    if columns.is_transformer(value):  # one of a ColumnTransformer's transformers
+        return columns.transformer(
+            value, lambda name, params, w: build_estimator(name, params, allow, w), where)
     if isinstance(value, dict) and "estimator" in value:
         return build_estimator(value["estimator"], value.get("params", {}), allow, where)
     if isinstance(value, list):
@@ -124,8 +127,10 @@ def build_estimator(name: str, params: Mapping[str, Value], allow: Sequence[str]
                     where: str) -> BaseEstimator:
     cls = resolve(name, allow, f"{where}.estimator")
     built = {k: build_value(v, allow, f"{where}.params.{k}") for k, v in params.items()}
+    # arguments without a default (ColumnTransformer's transformers) go to the constructor
+    required = {k: v for k, v in built.items() if k in _required(cls)}
     try:
-        est = cls()
+        est = cls(**required)
     except TypeError as e:
         raise JobSpecError(f"{where}.estimator: {clip(repr(name))} cannot be built without "
                            f"arguments: {e}") from None
@@ -164,6 +169,18 @@ def _settable(est: BaseEstimator, params: Mapping[str, Any], key: str) -> bool:
     target = params[head] if head in params else valid[head]
     sub = {k.partition("__")[2]: v for k, v in params.items() if k.startswith(f"{head}__")}
     return isinstance(target, BaseEstimator) and _settable(target, sub, tail)
+
+
+@functools.cache
+def _required(cls: type) -> frozenset[str]:
+    """The constructor's keyword arguments that have no default."""
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return frozenset()
+    return frozenset(n for n, p in sig.parameters.items()
+                     if p.default is inspect.Parameter.empty
+                     and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
 @functools.cache

@@ -1,0 +1,58 @@
+"""A job file's column transformers (checked by :mod:`searchd.jobs.columns`) → the
+``(name, transformer, columns)`` tuples ``ColumnTransformer(transformers=...)`` takes.
+
+``steps`` become a pipeline named as ``make_pipeline`` names it (lower-cased class
+names: ``num__simpleimputer__strategy``) unless the job names its steps; a dtype
+selector becomes ``make_column_selector``. Every estimator is built by the allow-list
+(:func:`searchd.worker.estimators.build_estimator`), so its parameters pass the audit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sklearn.compose import make_column_selector
+from sklearn.pipeline import Pipeline, make_pipeline
+
+from searchd.errors import JobSpecError
+from searchd.jobs.columns import SPECIAL
+from searchd.jobs.spec import Value
+
+#: (estimator name, params, where) → the built estimator
+Build = Callable[[str, Mapping[str, Value], str], Any]
+
+
+def is_transformer(value: Any) -> bool:
+    """Whether a job-file value is one column transformer's table."""
+    return isinstance(value, dict) and "columns" in value and "name" in value
+
+
+def transformer(value: Mapping[str, Any], build: Build, where: str) -> tuple[str, Any, Any]:
+    name = value["name"]
+    if "steps" in value:
+        built = [(s.get("name"), build(s["estimator"], s.get("params", {}),
+                                       f"{where}.steps[{i}]"))
+                 for i, s in enumerate(value["steps"])]
+        if all(n is None for n, _ in built):
+            est: Any = make_pipeline(*(e for _, e in built))
+        else:
+            names = [n or type(e).__name__.lower() for n, e in built]
+            if len(set(names)) != len(names):
+                raise JobSpecError(f"{where}.steps: two steps have the same name "
+                                   f"({', '.join(names)}); name them")
+            est = Pipeline(list(zip(names, (e for _, e in built), strict=True)))
+    elif value["estimator"] in SPECIAL:
+        est = value["estimator"]
+    else:
+        est = build(value["estimator"], value.get("params", {}), where)
+    return name, est, selection(value["columns"])
+
+
+def selection(columns: Value) -> Any:
+    """Column names as they are; a selector table as ``make_column_selector``."""
+    if isinstance(columns, list):
+        return list(columns)
+    return make_column_selector(pattern=columns.get("pattern"),
+                                dtype_include=columns.get("dtype"),
+                                dtype_exclude=columns.get("exclude"))
