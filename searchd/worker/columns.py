@@ -28,6 +28,13 @@ def is_transformer(value: Any) -> bool:
     return isinstance(value, dict) and "columns" in value and "name" in value
 
 
+def are_transformers(value: Any) -> bool:
+    """Whether a built ``transformers`` value is the (name, transformer, columns) tuples
+    :func:`transformer` makes."""
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(t, tuple) and len(t) == 3 for t in value)
+
+
 def transformer(value: Mapping[str, Any], build: Build, where: str) -> tuple[str, Any, Any]:
     name = value["name"]
     if "steps" in value:

@@ -128,13 +128,21 @@ def build_estimator(name: str, params: Mapping[str, Value], allow: Sequence[str]
     cls = resolve(name, allow, f"{where}.estimator")
     built = {k: build_value(v, allow, f"{where}.params.{k}") for k, v in params.items()}
     # arguments without a default (ColumnTransformer's transformers) go to the constructor
-    required = {k: v for k, v in built.items() if k in _required(cls)}
+    # ColumnTransformer's transformers, built from their tables (worker/columns.py), go to
+    # the constructor: it has no default for them
+    required = {k: v for k, v in built.items() if k == "transformers" and k in _required(cls)
+                and columns.are_transformers(v)}
     try:
         est = cls(**required)
     except TypeError as e:
         raise JobSpecError(f"{where}.estimator: {clip(repr(name))} cannot be built without "
                            f"arguments: {e}") from None
     _set(est, built, f"{where}.params")
+    try:  # a list of steps or estimators of the wrong shape fails here, not in the fits
+        est.get_params(deep=True)
+    except (TypeError, ValueError, AttributeError) as e:
+        raise JobSpecError(f"{where}.params: {clip(repr(name))} cannot use these "
+                           f"parameters: {clip(str(e), 300)}") from None
     own = est.get_params(deep=False)
     if "n_jobs" in own and cap_n_jobs(own["n_jobs"]) != own["n_jobs"]:
         est.set_params(n_jobs=cap_n_jobs(own["n_jobs"]))
