@@ -62,7 +62,7 @@ def _chained(template: Any, key: str, sizes: list[int], X: np.ndarray, y: np.nda
     """(size, fold) scores, each fold one chain."""
     out = np.full((len(sizes), len(splits)), np.nan)
     for f, (tr, te) in enumerate(splits):
-        links = [(i, {key: k}) for i, k in enumerate(sizes)]
+        links = [(i, {key: k}, "") for i, k in enumerate(sizes)]
         for o in evaluate_chain(template, key, links, X, y, tr, te, _scoring, f):
             assert o.error is None, o.error
             out[o.i, o.fold] = o.scores["score"]  # type: ignore[index]
@@ -115,7 +115,7 @@ def test_a_failed_link_is_nan_and_the_next_starts_afresh() -> None:
     template = _FailsAtThree(random_state=0, max_depth=6)
     X, y, splits = _data(True)
     tr, te = splits[0]
-    links = [(i, {"n_estimators": k}) for i, k in enumerate(SIZES)]
+    links = [(i, {"n_estimators": k}, "") for i, k in enumerate(SIZES)]
     out = list(evaluate_chain(template, "n_estimators", links, X, y, tr, te, _scoring, 0))
     assert [o.error for o in out] == [None, "ValueError: three", None, None]
     fresh = _fresh(RandomForestClassifier(random_state=0, max_depth=6), "n_estimators", SIZES,

@@ -20,7 +20,14 @@ from threadpoolctl import threadpool_info
 
 from searchd import lifeline as guard
 from searchd.worker import local_runner
-from searchd.worker.evaluate import Outcome, Task, evaluate, evaluate_batch, longest_first
+from searchd.worker.evaluate import (
+    Outcome,
+    Task,
+    evaluate,
+    evaluate_batch,
+    longest_first,
+    run_task,
+)
 from searchd.worker.local_runner import LocalRunner
 from searchd.worker.taskstream import TaskStream
 
@@ -195,7 +202,7 @@ def test_the_worker_limits_its_threads_only_while_it_shares_the_cores(
 
     def watched(*args: Any) -> Any:  # the worker's own fits: what threads do they get?
         seen.append(blas())
-        return evaluate(*args)
+        return run_task(*args)
 
     before = blas()
     template, X, y, splits, scoring, tasks = problem()
@@ -203,7 +210,7 @@ def test_the_worker_limits_its_threads_only_while_it_shares_the_cores(
     try:
         runner.start_pool()
         assert runner.ready.wait(60) and runner.start_error is None
-        monkeypatch.setattr(local_runner, "evaluate", watched)
+        monkeypatch.setattr(local_runner, "run_task", watched)
         assert len(list(runner.stream(template, tasks * 5, scoring))) == len(tasks) * 5
     finally:
         runner.close()

@@ -36,6 +36,7 @@ from sklearn.ensemble import (
 from sklearn.pipeline import Pipeline
 
 from searchd.jobs.spec import canonical
+from searchd.worker.tables import rows
 
 Params = Mapping[str, Any]
 #: (candidate row, fold)
@@ -138,7 +139,7 @@ def group_key(raw: Params, key: str, steps: set[str]) -> str:
 
 
 def plan(template: Any, pending: Sequence[Pair], built: Mapping[int, Params],
-         raw: Mapping[int, Params], steps: set[str]) -> list[list[Pair]]:
+         raw: Mapping[int, Params] | Sequence[Params], steps: set[str]) -> list[list[Pair]]:
     """``pending`` as units of work: chains (the candidates of one fold agreeing on every
     parameter but the growable one, by its value ascending) and single tasks, each unit in
     the order of its first task in ``pending``. Without a growable parameter, singles."""
@@ -174,16 +175,90 @@ def plan(template: Any, pending: Sequence[Pair], built: Mapping[int, Params],
     return out
 
 
+def longest_first(units: Sequence[list[Pair]], seconds: Callable[[], np.ndarray]
+                  ) -> Iterator[list[Pair]]:
+    """``evaluate.longest_first`` for units of work: first one unit for each candidate still
+    missing a measured time, then the rest, costliest first, a chain costing the sum of
+    its links' times (each link's is its growth step's, so the sum is the chain's)."""
+    known = seconds()
+    first: list[list[Pair]] = []
+    rest: list[list[Pair]] = []
+    probed: set[int] = set()
+    for u in units:
+        if any(np.isnan(known[i]) and i not in probed for i, _ in u):
+            probed.update(i for i, _ in u)
+            first.append(u)
+        else:
+            rest.append(u)
+    yield from first
+    if not rest:
+        return
+    est = seconds()
+    fill = float(np.nanmedian(est)) if not np.all(np.isnan(est)) else 0.0
+    est = np.where(np.isnan(est), fill, est)
+    yield from sorted(rest, key=lambda u: -float(sum(est[i] for i, _ in u)))
+
+
+def as_task(unit: list[Pair], built: Mapping[int, dict[str, Any]], key: str | None,
+            split: Any = None) -> Any:
+    """A unit as an ``evaluate.Task``: a chain names its growing key and further links."""
+    from searchd.worker.evaluate import Task
+    (i, f), links = unit[0], unit[1:]
+    if not links:
+        return Task(i, f, built[i], split=split)
+    assert key is not None
+    return Task(i, f, built[i], split=split, grow=key,
+                links=tuple((j, built[j], "") for j, _ in links))
+
+
+def tags(t: Any) -> set[str]:
+    """The fit-record names of a task's links (one for a plain task)."""
+    return {t.tag, *(tag for _, _, tag in t.links)}
+
+
+def named(t: Any, tag_of: Callable[[int, int], str]) -> Any:
+    """``t`` with its tag and its links' set by ``tag_of(row, fold)``."""
+    import dataclasses
+    return dataclasses.replace(t, tag=tag_of(t.i, t.fold), links=tuple(
+        (j, p, tag_of(j, t.fold)) for j, p, _ in t.links))
+
+
+def unchain(t: Any) -> list[Any]:
+    """A task's links, each a plain task with its own tag."""
+    import dataclasses
+    if not t.links:
+        return [t]
+    return [dataclasses.replace(t, links=(), grow="")] + [
+        dataclasses.replace(t, i=j, params=p, tag=tag, links=(), grow="")
+        for j, p, tag in t.links]
+
+
+def without(t: Any, drop: set[str]) -> Any:
+    """A chain without the links named in ``drop`` (growing past a size is still exact);
+    None when none is left."""
+    import dataclasses
+    rest = [u for u in unchain(t) if u.tag not in drop]
+    if not rest:
+        return None
+    head = rest[0]
+    if len(rest) == 1:
+        return head
+    return dataclasses.replace(head, grow=t.grow, links=tuple(
+        (u.i, u.params, u.tag) for u in rest[1:]))
+
+
 def count_chains(units: Sequence[Sequence[Pair]]) -> tuple[int, int]:
     """(chains, fits in them) among ``units``."""
     chains = [u for u in units if len(u) > 1]
     return len(chains), sum(len(u) for u in chains)
 
 
-def evaluate_chain(template: Any, key: str, links: Sequence[tuple[int, Params]],
-                   X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
-                   scoring: Any, fold: int) -> Iterator[Any]:
-    """The links of one chain on one fold, each an ``Outcome`` as its growth is scored.
+def evaluate_chain(template: Any, key: str, links: Sequence[tuple[int, Params, str]],
+                   X: Any, y: np.ndarray, train: np.ndarray, test: np.ndarray,
+                   scoring: Any, fold: int, mark: Callable[[str], None] | None = None
+                   ) -> Iterator[Any]:
+    """The links (row, parameters, tag) of one chain on one fold, each an ``Outcome`` as
+    its growth is scored; ``mark(tag)`` names each link in the fit record as it starts.
 
     The first link is a fresh fit (``warm_start`` on) of the smallest size; each next one
     sets the size and fits again, growing the model in place. A failed fit leaves the
@@ -192,9 +267,11 @@ def evaluate_chain(template: Any, key: str, links: Sequence[tuple[int, Params]],
     from searchd.worker.evaluate import Outcome, fit_error
 
     warm = key.rpartition("__")[0] + "__warm_start" if "__" in key else "warm_start"
-    Xtr, ytr, Xte, yte = X[train], y[train], X[test], y[test]
+    Xtr, ytr, Xte, yte = rows(X, train), y[train], rows(X, test), y[test]
     est: Any = None
-    for i, params in links:
+    for i, params, tag in links:
+        if mark is not None:
+            mark(tag)
         if est is None:
             est = clone(template).set_params(**clone(dict(params), safe=False), **{warm: True})
         else:
@@ -216,4 +293,5 @@ def evaluate_chain(template: Any, key: str, links: Sequence[tuple[int, Params]],
         yield Outcome(i, fold, scores, fit_time, time.time() - start, None)
 
 
-__all__ = ["TABLE", "Row", "count_chains", "evaluate_chain", "growable", "link_ok", "plan"]
+__all__ = ["TABLE", "Row", "as_task", "count_chains", "evaluate_chain", "growable", "link_ok",
+           "longest_first", "named", "plan", "tags", "unchain", "without"]

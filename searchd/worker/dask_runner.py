@@ -2,9 +2,10 @@
 
 The worker process connects to the scheduler as a client, scatters the training
 data and the CV splits to every Dask worker once per job, submits one future per
-(candidate, fold) with at most ``2 × the cluster's threads`` outstanding (so a
-stop or a kill loses little), and yields each outcome as it completes
-(``distributed.as_completed``). Checkpoints never leave the worker's machine.
+(candidate, fold) task (a warm-start chain is one task, its links returned together) with
+at most ``2 × the cluster's threads`` outstanding (so a stop or a kill loses little), and
+yields each outcome as it completes (``distributed.as_completed``). Checkpoints never
+leave the worker's machine.
 
 Importing this module is cheap (``distributed`` is imported on first use), so the
 supervisor can check the extra is installed without paying for it.
@@ -89,6 +90,14 @@ def _evaluate_fold(template: Any, params: dict[str, Any], X: np.ndarray, y: np.n
     from searchd.worker.evaluate import evaluate
     train, test = splits[fold] if split is None else split
     return evaluate(template, params, X, y, train, test, scoring, i, fold)
+
+
+def _evaluate_chain(template: Any, t: Task, X: np.ndarray, y: np.ndarray,
+                    splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring
+                    ) -> list[Outcome]:
+    """Runs on a Dask worker: a warm-start chain's links, returned together."""
+    from searchd.worker.evaluate import run_task
+    return list(run_task(template, t, X, y, splits, scoring))
 
 
 class DaskCluster:
@@ -185,9 +194,12 @@ class DaskCluster:
                 if t is None:
                     return
                 # a unique key: the same task resubmitted after a restart is new work
-                done.add(client.submit(_evaluate_fold, tf, t.params, Xf, yf, sf, scf, t.i,
-                                       t.fold, t.split,
-                                       key=f"searchd-eval-{uuid.uuid4().hex}"))
+                key = f"searchd-eval-{uuid.uuid4().hex}"
+                if t.links:
+                    done.add(client.submit(_evaluate_chain, tf, t, Xf, yf, sf, scf, key=key))
+                else:
+                    done.add(client.submit(_evaluate_fold, tf, t.params, Xf, yf, sf, scf, t.i,
+                                           t.fold, t.split, key=key))
                 outstanding += 1
 
         submit_more()
@@ -199,7 +211,7 @@ class DaskCluster:
                 raise self._lost(getattr(result, "reason", None) or "tasks cancelled")
             if status != "finished":  # result is (type, exception, traceback)
                 raise self._failed(result[1] if isinstance(result, tuple) else result)
-            yield result
+            yield from result if isinstance(result, list) else [result]
             self.refresh()
             submit_more()
 

@@ -19,6 +19,7 @@ from sklearn.base import clone
 
 from searchd import lifeline as guard
 from searchd.worker import poison
+from searchd.worker.chains import evaluate_chain
 from searchd.worker.plan import Scoring
 from searchd.worker.tables import rows
 
@@ -43,6 +44,15 @@ class Task:
 
     #: the task's name in fit records and strikes (``poison.task_tag``)
     tag: str = ""
+    #: a warm-start chain (:mod:`searchd.worker.chains`): the parameter key it grows and
+    #: the links after this task's own, (row, parameters, tag), by size ascending
+    grow: str = ""
+    links: tuple[tuple[int, dict[str, Any], str], ...] = ()
+
+    @property
+    def weight(self) -> int:
+        """The fits the task makes: 1, or one per link of a chain."""
+        return 1 + len(self.links)
 
 
 class Outcome(NamedTuple):
@@ -78,6 +88,20 @@ def evaluate(template: Any, params: dict[str, Any], X: np.ndarray, y: np.ndarray
     except Exception as e:  # noqa: BLE001
         return Outcome(i, fold, None, fit_time, time.time() - start, fit_error(e))
     return Outcome(i, fold, scores, fit_time, time.time() - start, None)
+
+
+def run_task(template: Any, t: Task, X: Any, y: np.ndarray,
+             splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring,
+             record: poison.FitRecord | None = None) -> Iterator[Outcome]:
+    """A task's outcomes as each is scored: one, or a chain's links one by one (each
+    named in ``record`` while it grows: a death or a time limit is that link's)."""
+    train, test = t.indices(splits)
+    if not t.links:
+        yield evaluate(template, t.params, X, y, train, test, scoring, t.i, t.fold)
+        return
+    links = [(t.i, t.params, t.tag), *t.links]
+    yield from evaluate_chain(template, t.grow, links, X, y, train, test, scoring, t.fold,
+                              None if record is None else record.start)
 
 
 def fit_error(e: BaseException) -> str:
@@ -154,8 +178,8 @@ def evaluate_batch(template: Any, scoring: Scoring, batch: list[Task]) -> list[O
     """In a pool process: ``evaluate`` each task on the data its initializer kept."""
     assert _pool_data is not None, "not a searchd pool process"
     X, y, splits = _pool_data
-    return [evaluate(template, t.params, X, y, *t.indices(splits), scoring, t.i, t.fold)
-            for t in _recording(batch)]
+    return [o for t in _recording(batch)
+            for o in run_task(template, t, X, y, splits, scoring, _record)]
 
 
 def _recording(batch: list[Task]) -> Iterator[Task]:

@@ -10,7 +10,6 @@ progress and honours a stop request, whatever the fits do.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import logging
 import os
@@ -36,6 +35,7 @@ from searchd.state.files import open_private_append
 from searchd.state.results import DONE, RUNNING, ModelResults
 from searchd.state.signing import load_key
 from searchd.state.store import CheckpointStore
+from searchd.worker import chains
 from searchd.worker.dask_runner import cluster_address
 from searchd.worker.data import Dataset, load_dataset
 from searchd.worker.estimators import build_candidate, check_model, is_classification
@@ -293,9 +293,7 @@ class JobRun:
         where = f"{self.spec.path}: models.{name}.grid"
         built = {i: build_candidate(res.params[i], self.spec, self.allow, where)
                  for i in {i for i, _ in pending}}
-        order = longest_first(pending, self._task_seconds(res))
-        tasks = (Task(i, f, built[i], split=task_split(res, i, self.splits[f]))
-                 for i, f in order)
+        tasks = self._tasks(name, template, res, pending, built)
         screened = self._screen(name, res, tasks, suspects, handed)
         if not self.dispatched:
             self.dispatched = True
@@ -311,8 +309,27 @@ class JobRun:
             screened = iter(rest)
         for o in self.runner.stream(template, screened, scoring, count=len(pending)):
             self._record(name, res, o)
-        self._alone(name, template, scoring, res,
-                    suspects + [t for k, t in handed.items() if not res.done[k]])
+        self._alone(name, template, scoring, res, suspects + [
+            u for t in handed.values() for u in chains.unchain(t) if not res.done[u.i, u.fold]])
+
+    def _tasks(self, name: str, template: Any, res: ModelResults, pending: list[tuple[int, int]],
+               built: dict[int, dict[str, Any]]) -> Iterator[Task]:
+        """The pending tasks, longest first: warm-start chains where the type's estimator
+        grows exactly (:mod:`searchd.worker.chains`; not in a halving search), else one
+        task per (candidate, fold)."""
+        key = None if self.spec.model(name).search.kind == "halving" else \
+            chains.growable(template)
+        if key is None:
+            return (Task(i, f, built[i], split=task_split(res, i, self.splits[f]))
+                    for i, f in longest_first(pending, self._task_seconds(res)))
+        units = chains.plan(template, pending, built, res.params,
+                            {s.name for s in self.spec.preprocess})
+        n, fits = chains.count_chains(units)
+        if n:
+            log.info("%s: %s: runs as warm-start chains: %d fits as %d chains growing %s",
+                     self.job_id, name, fits, n, key)
+        return (chains.as_task(u, built, key)
+                for u in chains.longest_first(units, self._task_seconds(res)))
 
     def _record(self, name: str, res: ModelResults, o: Outcome) -> None:
         with self.lock:
@@ -339,7 +356,17 @@ class JobRun:
         recorded as failed here, one whose process died once is kept for ``_alone``."""
         strikes = self.guard.strikes
         for t in tasks:
-            t = dataclasses.replace(t, tag=task_tag(name, res.keys[t.i], t.fold))
+            t = chains.named(t, lambda i, f: task_tag(name, res.keys[i], f))
+            if t.links:  # a chain: its failed links recorded, the others go on as a chain
+                failed = {u.tag: u for u in chains.unchain(t) if strikes.error(u.tag)}
+                for u in failed.values():
+                    self._record_poison(name, res, u, strikes.error(u.tag) or "")
+                t = chains.without(t, set(failed))
+                if t is None:
+                    continue
+                if any(strikes.deaths(tag) for tag in chains.tags(t)):
+                    suspects.append(t)
+                    continue
             error = strikes.error(t.tag)
             if error is not None:
                 self._record_poison(name, res, t, error)

@@ -25,9 +25,9 @@ from joblib.externals.loky import ProcessPoolExecutor
 from joblib.parallel import ParallelBackendBase
 from threadpoolctl import threadpool_limits
 
-from searchd.worker import poison
+from searchd.worker import chains, poison
 from searchd.worker.data import nbytes
-from searchd.worker.evaluate import Outcome, Task, evaluate, evaluate_batch, pool_init, warm
+from searchd.worker.evaluate import Outcome, Task, evaluate_batch, pool_init, run_task, warm
 from searchd.worker.plan import Scoring
 from searchd.worker.taskstream import END, TaskStream
 
@@ -189,30 +189,35 @@ class LocalRunner:
         st.producers += 1
         threading.Thread(target=self._feed, args=(st,), name="pool-feed", daemon=True).start()
 
-    def _fit(self, st: TaskStream, t: Task) -> Outcome:
-        """One task in this process; until the pool runs, decide whether to start it."""
+    def _fit(self, st: TaskStream, t: Task) -> Iterator[Outcome]:
+        """One task in this process, its outcomes as each is scored (a chain's links one by
+        one); until the pool runs, decide whether to start it."""
         record = self.guard.record if self.guard is not None else None
         if record is not None:
             record.start(t.tag)
         try:
-            return self._fit_here(st, t)
+            yield from self._fit_here(st, t)
         finally:
             if record is not None:
                 record.end()
 
-    def _fit_here(self, st: TaskStream, t: Task) -> Outcome:
+    def _fit_here(self, st: TaskStream, t: Task) -> Iterator[Outcome]:
         start = time.perf_counter()
-        outcome = evaluate(st.template, t.params, self.X, self.y, *t.indices(self.splits),
-                           st.scoring, t.i, t.fold)
+        yield from run_task(st.template, t, self.X, self.y, self.splits, st.scoring,
+                            self.guard.record if self.guard is not None else None)
         if not st.fed:
             took = time.perf_counter() - start
-            st.later += took if st.done else 0.0
-            st.done += 1
+            if st.done:
+                st.later += took
+            else:
+                st.first = t.weight
+            st.done += t.weight
             self.inline_seconds += took
-            if self.n_jobs > 1 and self._worth_a_pool(st.done, st.later, st.left):
+            # fits counted as the first one and those after it (a chain is several)
+            if self.n_jobs > 1 and self._worth_a_pool(st.done - st.first + 1, st.later,
+                                                      st.left):
                 self.start_pool()
                 self._add_feeder(st)
-        return outcome
 
     def _inline(self, st: TaskStream) -> None:
         """The worker's own fits, in a thread beside the pool's feeder.
@@ -224,7 +229,8 @@ class LocalRunner:
         try:
             with threadpool_limits(limits=self.threads):
                 while batch := st.take():
-                    st.out.put(self._fit(st, batch[0]))
+                    for outcome in self._fit(st, batch[0]):
+                        st.out.put(outcome)
         except BaseException as e:  # noqa: BLE001 - raised by the stream
             st.out.put(e)
         finally:
@@ -288,6 +294,9 @@ class LocalRunner:
         signals = sorted(set(re.findall(r"SIG[A-Z0-9]+", message)))
         how = f"killed by {', '.join(signals)}" if signals else "it exited"
         records = [r for r in poison.read_records(g.folder) if r.role == "pool"]
+        # a chain that a record names (at any link) is handled link by link from here on
+        named = {r.tag for r in records}
+        lost = [u for t in lost for u in (chains.unchain(t) if named & chains.tags(t) else [t])]
         by_tag = {t.tag: t for t in lost}
         timed_out = any(r.state == poison.TIMEOUT for r in records)
         held: set[str] = set()
@@ -342,7 +351,8 @@ class LocalRunner:
                 batch = st.take()
                 if not batch:
                     return
-                yield self._record(self._fit(st, batch[0]))
+                for outcome in self._fit(st, batch[0]):
+                    yield self._record(outcome)
             st.producers += 1
             threading.Thread(target=self._inline, args=(st,), name="fits", daemon=True).start()
             ended = 0

@@ -1,9 +1,11 @@
 """The tasks of one ``LocalRunner.stream`` call, taken by several threads (the worker's own
-fitting thread and the pool's feeder), and the queue their outcomes go to."""
+fitting thread and the pool's feeder), and the queue their outcomes go to.
+
+Counts are of fits: a warm-start chain is one task of several fits.
+"""
 
 from __future__ import annotations
 
-import itertools
 import queue
 import threading
 from collections import deque
@@ -35,18 +37,28 @@ class TaskStream:
         self.producers = 0
         self.fed = False  # the pool's feeder is started (it may still wait for the pool)
         #: fits run in the worker before that, and the seconds of those after the first
-        self.done, self.later = 0, 0.0
+        #: task (``first``: its fits, more than one for a chain); ``left`` counts fits too
+        self.done, self.later, self.first = 0, 0.0, 1
 
     def take(self, n: int = 1) -> list[Task]:
+        """Tasks worth ``n`` fits (a chain counts its links; at least one task, unless
+        none is left)."""
         with self._lock:
-            got = [self._back.popleft() for _ in range(min(n, len(self._back)))]
-            if got or self.exhausted:
-                return got
-            got = list(itertools.islice(self._it, n))
-            if len(got) < n:
-                self.exhausted = True
+            got: list[Task] = []
+            weight = 0
+            while self._back and weight < n:
+                got.append(self._back.popleft())
+                weight += got[-1].weight
+            if not got and not self.exhausted:
+                while weight < n:
+                    t = next(self._it, None)
+                    if t is None:
+                        self.exhausted = True
+                        break
+                    got.append(t)
+                    weight += t.weight
             if self.left is not None:
-                self.left = max(0, self.left - len(got))
+                self.left = max(0, self.left - weight)
             return got
 
     def close(self) -> None:
@@ -59,4 +71,4 @@ class TaskStream:
         with self._lock:
             self._back.extend(tasks)
             if self.left is not None:
-                self.left += len(tasks)
+                self.left += sum(t.weight for t in tasks)

@@ -1,0 +1,139 @@
+"""Warm-start chains through the worker's own code path: a job whose types chain finishes
+with GridSearchCV's cv_results value by value; a job stopped mid-chain resumes at the
+first missing link and redoes none in the checkpoint; chains in the pool's processes."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from reference import assert_same_as_gridsearch
+from sklearn.datasets import load_iris
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from test_random_search import job_run
+
+from searchd.state.read import load_results
+from searchd.worker import local_runner
+from searchd.worker.chains import as_task
+from searchd.worker.job import FITS_LOG, JobRun
+from searchd.worker.local_runner import LocalRunner
+
+pytestmark = pytest.mark.timeout(120)
+
+JOB = """
+[data]
+source = "sklearn:iris"
+[search]
+cv = 3
+
+[[preprocess]]
+name = "scale"
+estimator = "StandardScaler"
+
+[models.rf]
+estimator = "RandomForestClassifier"
+params = { random_state = 0, max_depth = 4 }
+grid = { n_estimators = { range = [2, 20, 3] }, max_features = [1, 2] }
+
+[models.gb]
+estimator = "GradientBoostingClassifier"
+params = { random_state = 1, subsample = 0.8 }
+grid = { n_estimators = [3, 1, 6], max_depth = [1, 2] }
+
+[models.knn]
+estimator = "KNeighborsClassifier"
+grid = { n_neighbors = [1, 5, 9] }
+"""
+
+
+def test_a_chained_job_equals_gridsearch(tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                         ) -> None:
+    caplog.set_level(logging.INFO, "searchd.worker")
+    assert job_run(tmp_path, JOB).run() == 0
+    results = load_results("j", tmp_path / "state")
+    n = assert_same_as_gridsearch(results, tmp_path / "jobs" / "j.toml")
+    assert n == (12 + 6 + 3) * 3
+    said = [r.getMessage() for r in caplog.records if "warm-start chains" in r.getMessage()]
+    assert said == ["j: rf: runs as warm-start chains: 36 fits as 6 chains growing "
+                    "model__n_estimators",
+                    "j: gb: runs as warm-start chains: 18 fits as 6 chains growing "
+                    "model__n_estimators"]
+    fits = (tmp_path / "state" / "j" / FITS_LOG).read_bytes()
+    assert len(fits) == n  # each (candidate, fold) once
+
+
+def test_a_stop_mid_chain_resumes_at_the_first_missing_link(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[int, int]] = []
+    record = JobRun._record
+
+    def dies_at_seven(self: JobRun, name: str, res: Any, o: Any) -> None:
+        if name == "rf" and len(seen) == 4:  # fold 0's first chain of 6 is 4 links in
+            raise RuntimeError("killed")
+        seen.append((o.i, o.fold))
+        record(self, name, res, o)
+
+    monkeypatch.setattr(JobRun, "_record", dies_at_seven)
+    with pytest.raises(RuntimeError, match="killed"):
+        job_run(tmp_path, JOB).run()
+    monkeypatch.setattr(JobRun, "_record", record)
+
+    tasks: list[Any] = []
+    stream = LocalRunner.stream
+
+    def watch(self: LocalRunner, template: Any, ts: Any, *args: Any, **kw: Any) -> Any:
+        def seen_tasks() -> Any:
+            for t in ts:
+                tasks.append(t)
+                yield t
+        return stream(self, template, seen_tasks(), *args, **kw)
+
+    monkeypatch.setattr(LocalRunner, "stream", watch)
+    run = job_run(tmp_path, JOB)
+    assert run.run() == 0
+    results = load_results("j", tmp_path / "state")
+    n = assert_same_as_gridsearch(results, tmp_path / "jobs" / "j.toml")
+    # the broken chain starts again at its 5th link (n_estimators 14), fitted afresh
+    done = set(seen)
+    broken = [t for t in tasks if t.fold == seen[0][1] and
+              any((j, t.fold) not in done for j in [t.i, *(j for j, _, _ in t.links)])
+              and t.grow and t.params.get("model__max_features") == 1]
+    assert broken[0].params["model__n_estimators"] == 14 and len(broken[0].links) == 1
+    # nothing in the checkpoint was fitted again: one fit logged per (candidate, fold)
+    assert len((tmp_path / "state" / "j" / FITS_LOG).read_bytes()) == n
+
+
+def test_chains_in_the_pools_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local_runner, "POOL_WORTH_SECONDS", 0.0)
+    X, y = load_iris(return_X_y=True)
+    splits = list(StratifiedKFold(3, shuffle=True, random_state=0).split(X, y))
+    template = RandomForestClassifier(random_state=0, max_depth=3)
+    sizes = list(range(1, 16, 2))
+    built = {i: {"n_estimators": k} for i, k in enumerate(sizes)}
+    tasks = [as_task([(i, f) for i in range(len(sizes))], built, "n_estimators")
+             for f in range(3)] * 4  # the same chains again: the pool gets some of them
+
+    def scoring(est: Any, X: Any, y: Any) -> dict[str, float]:
+        return {"score": est.score(X, y)}
+
+    gs = GridSearchCV(template, {"n_estimators": sizes}, cv=splits).fit(X, y)
+    runner = LocalRunner(2, X, y, splits)
+    try:
+        def slow_tasks() -> Any:
+            yield from tasks[:2]  # the worker's own, while the pool starts ...
+            assert runner.ready.wait(60), "the pool never started"
+            yield from tasks[2:]  # ... and the rest by both
+
+        out = list(runner.stream(template, slow_tasks(), scoring, count=12 * len(sizes)))
+        assert runner.ready.is_set() and runner.start_error is None
+    finally:
+        runner.close()
+    assert len(out) == 12 * len(sizes)
+    for o in out:
+        assert o.error is None
+        assert o.scores == {"score": gs.cv_results_[f"split{o.fold}_test_score"][o.i]}
+    assert len(np.unique([o.fit_time for o in out])) > 1
