@@ -159,6 +159,9 @@ class JobRun:
                          if self.prepared else "nothing to flush yet")
                 self.guard.stopping = True  # the pool's deaths from here on are ours
                 if self.prepared:
+                    # held until the exit: every fit recorded (and so in fits.log) is in
+                    # this flush, and none is recorded after it: a stop loses only fits in flight
+                    self.lock.acquire()
                     self.flush()
                 guard.end_children()
                 self.guard.forget()
@@ -337,7 +340,7 @@ class JobRun:
             self.ckpt.note((name, res.keys[o.i], o.fold, o.scores, o.fit_time,
                             o.score_time, o.error))
             self.dirty = True
-        os.write(self.fits_fd, b".")
+            os.write(self.fits_fd, b".")  # under the lock: a stop's flush counts it
         if o.error is not None:
             log.warning("%s: %s: candidate %s fold %d failed: %s", self.job_id, name,
                         brief(res.params[o.i]), o.fold, o.error)
