@@ -42,6 +42,12 @@ class ModelSearch:
     #: halving: the rest of its plan (min_resources_, max_resources_, n_required_iterations_, ...)
     halving: dict[str, Any] | None = None
 
+    def to_frame(self) -> Any:
+        """``cv_results_`` as a pandas DataFrame, as ``pd.DataFrame(search.cv_results_)``."""
+        import pandas as pd
+
+        return pd.DataFrame(self.cv_results_)
+
 
 @dataclass(frozen=True)
 class JobResults:
@@ -60,6 +66,17 @@ class JobResults:
         if self.best_name is None:
             raise NotFoundError(f"job {self.job_id}: no model type has finished yet")
         return self.models[self.best_name]
+
+    def to_frame(self) -> Any:
+        """Every model type's ``cv_results_`` in one DataFrame, a ``model`` column first
+        (parameters one type lacks are missing in its rows)."""
+        import pandas as pd
+
+        frames = [m.to_frame().assign(model=name) for name, m in self.models.items()]
+        if not frames:
+            return pd.DataFrame({"model": []})
+        df = pd.concat(frames, ignore_index=True)
+        return df[["model", *(c for c in df.columns if c != "model")]]
 
 
 def job_store(state_dir: Path, job_id: str, history: int | None = None) -> CheckpointStore:
