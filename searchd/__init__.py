@@ -29,8 +29,10 @@ __all__ = [
 ]
 
 
-def load_results(job_id: str, state_dir: Any = "state") -> JobResults:
-    """The verified results of a job (see :func:`searchd.state.read.load_results`)."""
+def load_results(job_id: str, state_dir: Any = "state", history: int | None = None
+                 ) -> JobResults:
+    """The verified results of a job, or of its archive ``history`` (see
+    :func:`searchd.state.read.load_results`)."""
     from searchd.state.read import load_results as _load  # lazy: keeps ``import searchd`` light
 
-    return _load(job_id, state_dir)
+    return _load(job_id, state_dir, history=history)
