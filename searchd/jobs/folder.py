@@ -2,7 +2,8 @@
 
 ``jobs/`` belongs to the user: searchd only reads it. When a job is first
 accepted its file is copied, byte for byte, to ``state/<id>/job.toml|json``;
-the job then runs that frozen spec even if the user edits the file.
+the job runs that frozen spec until an edit of the file is accepted, which replaces the
+copy (:mod:`searchd.supervisor.editing`).
 """
 
 from __future__ import annotations
