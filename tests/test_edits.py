@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from reference import assert_same_as_gridsearch
 
+import searchd
 from searchd.settings import Settings
 from searchd.state.history import entries
 from searchd.state.read import JobResults, load_results
@@ -159,7 +160,7 @@ def test_history_is_listed_shown_and_exported(tmp_path: Path,
     cv = past["models"]["knn"]["cv_results"]
     assert "split2_test_score" in cv and "split3_test_score" not in cv
     assert cv["mean_test_score"] == old["knn"].cv_results_["mean_test_score"].tolist()
-    back = load_results("j", tmp_path / "state", history=1)
+    back = searchd.load_results("j", tmp_path / "state", history=1)
     assert back["knn"].best_params_ == old["knn"].best_params_
     out = cli(capsys, tmp_path, "export", "j", "--history", "1", "-o", str(tmp_path / "m.pkl"))
     assert "history 1" in out and (tmp_path / "m.pkl").stat().st_size > 0
