@@ -14,7 +14,7 @@ from searchd.errors import JobSpecError, NotFoundError, SearchdError
 from searchd.jobs.folder import scan
 from searchd.jobs.ids import SUFFIXES, job_id_problem
 from searchd.jobs.limits import JobLimits, effective_priority
-from searchd.jobs.load import load_job
+from searchd.jobs.load import load_job, parse_job
 from searchd.jobs.spec import JobSpec
 from searchd.settings import Settings
 from searchd.state import control
@@ -54,20 +54,23 @@ def bar(done: int, total: int, width: int = 20) -> str:
 
 # --- validate / submit -----------------------------------------------------------------------
 
-def check_job(path: Path, settings: Settings) -> tuple[JobSpec, dict[str, Any]]:
-    """Everything the worker will check: schema, allow-list, parameters, data."""
-    spec, info, _, _ = checked_job(path, settings)
+def check_job(path: Path, settings: Settings, raw: bytes | None = None
+              ) -> tuple[JobSpec, dict[str, Any]]:
+    """Everything the worker will check: schema, allow-list, parameters, data (``raw``: the
+    job's bytes, checked as if they were the file ``path``)."""
+    spec, info, _, _ = checked_job(path, settings, raw)
     return spec, info
 
 
-def checked_job(path: Path, settings: Settings
+def checked_job(path: Path, settings: Settings, raw: bytes | None = None
                 ) -> tuple[JobSpec, dict[str, Any], dict[str, Any], Any]:
     """``check_job``'s spec and plan, with the estimator templates and the data."""
     from searchd.worker.data import load_dataset
     from searchd.worker.estimators import check_model, is_classification
     if path.suffix not in SUFFIXES:
         raise JobSpecError(f"{path}: a job file ends in .toml or .json")
-    spec = load_job(path, JobLimits.of(settings))
+    spec = load_job(path, JobLimits.of(settings)) if raw is None else \
+        parse_job(raw, path, JobLimits.of(settings))
     templates = {m.name: check_model(spec, m, settings.allow_modules) for m in spec.models}
     data = load_dataset(spec, is_classification(spec, settings.allow_modules),
                         data_dirs=settings.data_dirs, state_dir=settings.state_dir,
@@ -144,12 +147,22 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     spec, _ = check_job(args.file, settings)
-    dest = settings.jobs_dir / f"{spec.id}{args.file.suffix}"
-    raw = args.file.read_bytes()
+    spec, dest = submit_job(args.file.read_bytes(), args.file, settings, spec)
+    print(f"submitted {spec.id} → {dest} ({spec.fits_total:,} fits)")
+    return 0
+
+
+def submit_job(raw: bytes, file: Path, settings: Settings, spec: JobSpec | None = None
+               ) -> tuple[JobSpec, Path]:
+    """Validate the job ``raw`` (as the file ``file``; ``spec``: already validated), then
+    write it atomically into the jobs folder; ``submit`` and :func:`searchd.submit`."""
+    if spec is None:
+        spec, _ = check_job(file, settings, raw)
+    dest = settings.jobs_dir / f"{spec.id}{file.suffix}"
     for other in settings.jobs_dir.glob(f"{spec.id}.*"):
         if other.suffix in SUFFIXES and other != dest:
             raise SearchdError(f"{dest}: job {spec.id!r} already exists as {other}")
-    if dest.exists() and dest.resolve() != args.file.resolve() and dest.read_bytes() != raw:
+    if dest.exists() and dest.resolve() != file.resolve() and dest.read_bytes() != raw:
         raise SearchdError(f"{dest}: a different job {spec.id!r} is already submitted; "
                            "remove it first or rename yours")
     if not settings.jobs_dir.is_dir():
@@ -160,8 +173,7 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
         dest.touch()  # re-queues a failed or cancelled job with the same content
     except OSError as e:
         raise SearchdError(f"{dest}: cannot write: {e.strerror or e}") from None
-    print(f"submitted {spec.id} → {dest} ({spec.fits_total:,} fits)")
-    return 0
+    return spec, dest
 
 
 # --- status / show ---------------------------------------------------------------------------
