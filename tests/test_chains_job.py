@@ -137,3 +137,17 @@ def test_chains_in_the_pools_processes(monkeypatch: pytest.MonkeyPatch) -> None:
         assert o.error is None
         assert o.scores == {"score": gs.cv_results_[f"split{o.fold}_test_score"][o.i]}
     assert len(np.unique([o.fit_time for o in out])) > 1
+
+
+def test_validate_says_how_the_fits_run_as_chains(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from searchd.cli.main import main
+    path = tmp_path / "seed.toml"
+    path.write_text(JOB.replace('max_depth = [1, 2] }',
+                                'max_depth = [1, 2], n_iter_no_change = [2, { none = true }] }'))
+    assert main(["validate", "--state", str(tmp_path / "state"), str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "36 fits as 6 chains" in out  # rf: 6 sizes × 2 max_features × 3 folds
+    assert "36 fits (18 as 6 chains)" in out  # gb: early stopping's half is plain
+    knn = [line for line in out.splitlines() if "KNeighborsClassifier" in line]
+    assert knn and "chains" not in knn[0]

@@ -120,6 +120,9 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     preview = edit_preview(spec, settings, templates, data)
     halving = info.pop("halving")
     models = [_model_plan(spec, m, halving) for m in spec.models]
+    from searchd.worker.chains import describe, model_plan
+    for m, entry in zip(spec.models, models, strict=True):  # warm-start chains' share
+        entry.update(model_plan(spec, m, templates[m.name], settings.allow_modules))
     plan = {"job": spec.id, "file": str(args.file), "data": spec.data.source, **info,
             "folds": spec.search.folds, "scoring": list(spec.search.scoring or ["score"]),
             "models": models, "candidates": sum(m["candidates"] for m in models),
@@ -135,7 +138,8 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     for m in plan["models"]:
         kind = "" if m["search"] == "grid" else f" ({m['search']})"
         print(f"  {m['name']:<{width}}  {m['estimator'] + kind:<32} {m['candidates']:>7,} "
-              f"candidates {m['fits']:>9,} fits")
+              f"candidates {m['fits']:>9,} fits"
+              f"{describe(m['fits'], m['chains'], m['chained_fits'])}")
         for r in m.get("rounds", []):
             print(f"  {'':<{width}}    round {r['iter'] + 1}/{len(m['rounds'])}: "
                   f"{r['candidates']:,} candidates × {r['resources']:,} {m['resource']}, "

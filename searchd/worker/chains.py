@@ -247,6 +247,30 @@ def without(t: Any, drop: set[str]) -> Any:
         (u.i, u.params, u.tag) for u in rest[1:]))
 
 
+def model_plan(job: Any, model: Any, template: Any, allow: Sequence[str]) -> dict[str, int]:
+    """For ``validate``: how many of a grid type's fits run as how many chains (a random or
+    halving type's candidates are not known before it runs: none counted)."""
+    from searchd.worker.estimators import build_candidate
+    from searchd.worker.plan import candidates
+    key = growable(template)
+    if key is None or model.search.kind != "grid":
+        return {"chains": 0, "chained_fits": 0}
+    raw = candidates(model)
+    where = f"{job.path}: models.{model.name}.grid"
+    built = {i: build_candidate(p, job, allow, where) for i, p in enumerate(raw)}
+    pending = [(i, f) for f in range(job.search.folds) for i in range(len(raw))]
+    n, fits = count_chains(plan(template, pending, built, raw,
+                                {s.name for s in job.preprocess}))
+    return {"chains": n, "chained_fits": fits}
+
+
+def describe(fits: int, chains: int, chained: int) -> str:
+    """" as 5 chains" (every fit in one), " (200 as 5 chains)", or nothing."""
+    if not chains:
+        return ""
+    return f" as {chains:,} chains" if chained == fits else f" ({chained:,} as {chains:,} chains)"
+
+
 def count_chains(units: Sequence[Sequence[Pair]]) -> tuple[int, int]:
     """(chains, fits in them) among ``units``."""
     chains = [u for u in units if len(u) > 1]
@@ -293,5 +317,6 @@ def evaluate_chain(template: Any, key: str, links: Sequence[tuple[int, Params, s
         yield Outcome(i, fold, scores, fit_time, time.time() - start, None)
 
 
-__all__ = ["TABLE", "Row", "as_task", "count_chains", "evaluate_chain", "growable", "link_ok",
-           "longest_first", "named", "plan", "tags", "unchain", "without"]
+__all__ = ["TABLE", "Row", "as_task", "count_chains", "describe", "evaluate_chain", "growable",
+           "link_ok", "longest_first", "model_plan", "named", "plan", "tags", "unchain",
+           "without"]
