@@ -89,3 +89,34 @@ def test_context_change_is_named(tmp_path: Path) -> None:
         r.scan_step()
         e = r.rec().last_edit
         assert e["starts_over"] and e["what"] == "search.cv changed: the job starts over"
+
+
+def test_undoing_a_refused_edit_clears_its_error(tmp_path: Path) -> None:
+    with rig(tmp_path) as r:
+        w = running(r)
+        r.write(text=JOB.replace("[1, 3]", "5"))
+        r.scan_step()
+        assert r.rec().edit_error
+        r.write()  # back to the frozen version: nothing to apply, nothing refused
+        r.scan_step()
+        assert r.rec().edit_error is None and not r.rec().file_changed and not w.terms
+
+
+def test_a_removed_type_leaves_the_record_at_the_edit(tmp_path: Path) -> None:
+    two = JOB + """
+[models.tree]
+estimator = "DecisionTreeClassifier"
+grid = { max_depth = [1, 2] }
+"""
+    with rig(tmp_path) as r:
+        r.write(text=two)
+        r.scan_step()
+        w = r.worker
+        assert w is not None
+        w.say(protocol.Progress(models={n: {"fits_done": 0, "fits_total": 4, "state": "pending"}
+                                        for n in ("knn", "tree")}))
+        r.step()
+        assert set(r.rec().models) == {"knn", "tree"}
+        r.write(text=JOB)
+        r.scan_step()
+        assert set(r.rec().models) == {"knn"} and r.rec().last_edit["what"] == "removed tree"

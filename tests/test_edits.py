@@ -164,6 +164,8 @@ def test_history_is_listed_shown_and_exported(tmp_path: Path,
     assert back["knn"].best_params_ == old["knn"].best_params_
     out = cli(capsys, tmp_path, "export", "j", "--history", "1", "-o", str(tmp_path / "m.pkl"))
     assert "history 1" in out and (tmp_path / "m.pkl").stat().st_size > 0
+    verified = cli(capsys, tmp_path, "verify", "j")
+    assert "/history/1/results.ckpt" in verified and ", 0 bad" in verified
 
 
 def test_validate_says_what_an_edit_would_reuse(tmp_path: Path,

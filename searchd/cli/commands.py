@@ -374,7 +374,10 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         d = settings.state_dir / jid
         if not d.is_dir() or d.is_symlink():
             raise NotFoundError(f"no job {jid!r} in {settings.state_dir}")
-        for path, reason in CheckpointStore(d, key, jid).verify_all():
+        from searchd.state.history import entries, history_dir
+        stores = [CheckpointStore(d, key, jid)] + [
+            CheckpointStore(history_dir(d, e.n), key, jid) for e in entries(d)]
+        for path, reason in (v for st in stores for v in st.verify_all()):
             bad += reason is not None
             report.append({"file": str(path), "ok": reason is None, "reason": reason})
     if args.json:

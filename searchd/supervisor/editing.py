@@ -74,6 +74,8 @@ def apply_edit(settings: Settings, rec: JobRecord, jf: JobFile, running: bool,
     rec.priority, rec.fits_total = new.priority, new.fits_total
     rec.edit_error = rec.edit_digest = None
     rec.last_edit = {"at": now, "what": what, "starts_over": over}
+    # removed types leave the view now; the worker reports the rest when it starts
+    rec.models = {m.name: rec.models[m.name] for m in new.models if m.name in rec.models}
     log.info("%s: job file edited (%s); %s", rec.id, what,
              "restarting its worker on it" if running else
              "it runs at the job's next start" if rec.state in (S.QUEUED, S.RUNNING, S.PAUSED)

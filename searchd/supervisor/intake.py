@@ -93,6 +93,9 @@ class Intake:
             rec.deaths, rec.mtime = 0, jf.mtime
             self.dirty.add(jid)
         changed = rec.spec_digest is not None and jf.digest != rec.spec_digest
+        if not changed and rec.edit_error is not None:  # the refused edit was undone
+            rec.edit_error = rec.edit_digest = None
+            self.dirty.add(jid)
         if rec.file_changed != changed or rec.file_removed:
             rec.file_changed, rec.file_removed = changed, False
             self.dirty.add(jid)

@@ -81,7 +81,7 @@ def start(store: CheckpointStore, spec: JobSpec, data_digest: str) -> Start:
             began.why, began.old = why, None
     if began.old is not None:
         began.pool.add_snapshot(began.old)
-    elif began.archived is None:
+    else:  # a new job, or one started over: other jobs' results in this context
         borrow(began.pool, store.dir.parent, store.job_id, store.key, context, data_digest)
         for other, n in began.pool.borrowed.items():
             log.info("%s: reusing %d fits of job %s (same data, CV, scoring and "
