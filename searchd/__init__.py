@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .api import status, submit, wait
 from .errors import (
     CheckpointError,
     DataError,
@@ -26,6 +27,9 @@ __all__ = [
     "SettingsError",
     "StateLockedError",
     "load_results",
+    "status",
+    "submit",
+    "wait",
 ]
 
 
