@@ -29,8 +29,10 @@ log = logging.getLogger(__name__)
 
 HISTORY = "history"
 ABOUT = "about.json"
-#: what moves into an archive: every checkpoint (and previous generation) and the report
-ARCHIVED = re.compile(rf"^(results|splits-|model-).*{re.escape(SUFFIX)}$|^report\.html$")
+#: what moves into an archive: every checkpoint (its previous generation, and a complete next
+#: one a crash left as ``.<name>.next``, which a read would take) and the report
+ARCHIVED = re.compile(rf"^(results|splits-|model-).*{re.escape(SUFFIX)}$"
+                      r"|^\.(results|model-).*\.next$|^report\.html$")
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def archive(store: CheckpointStore, why: str, fits: int,
     job_dir = store.dir
     names = sorted(p.name for p in job_dir.iterdir() if ARCHIVED.match(p.name)
                    and p.is_file() and not p.is_symlink())
-    if not any(n.endswith(SUFFIX) for n in names):
+    if not any(n.endswith((SUFFIX, ".next")) for n in names):
         return None
     base = history_dir(job_dir)
     make_private_dir(base)
