@@ -256,3 +256,31 @@ def test_the_shipped_csv_is_what_its_script_makes(tmp_path: Path) -> None:
     df = pd.read_csv(CSV)
     assert len(df) == 300 and df.isna().any().sum() == 5 and df["label"].dtype != float
     json.dumps(df.dtypes.astype(str).to_dict())
+
+
+def test_the_file_is_read_once_per_job_and_the_pool_gets_the_frame(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker reads the CSV once (hold-out, splits, refit and the pool's processes use
+    that frame); the pool's payload is the frame in the job's pool-data file, never the
+    CSV's path, so no process parses the file again."""
+    from searchd.worker import tables
+    calls: list[Any] = []
+    real = tables._csv
+    monkeypatch.setattr(tables, "_csv", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(local_runner, "MMAP_BYTES", 0)
+    settings = place(tmp_path, MIXED.read_text())
+    settings = Settings(state_dir=settings.state_dir, jobs_dir=settings.jobs_dir, n_jobs=2)
+    run = JobRun(settings.state_dir / "j", "j", settings, Events(None))
+    try:
+        run.prepare()
+        assert len(calls) == 1
+        assert run.data is not None and run.runner is not None
+        assert run.runner.X is run.data.X_train  # type: ignore[attr-defined]
+        payload = run.runner._pool_payload()  # type: ignore[attr-defined]
+        assert Path(payload).parent == settings.state_dir / "j" / "pool-data"
+        X, _, _ = joblib.load(payload, mmap_mode="r")
+        assert X.equals(run.data.X_train)
+    finally:
+        if run.runner is not None:
+            run.runner.close()
+    assert len(calls) == 1
