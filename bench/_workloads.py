@@ -115,6 +115,38 @@ grid = { C = { logspace = [-1, 2, 5] }, gamma = { logspace = [-4, -2, 4] } }
 LONG = KILL
 
 PAIRED = {w.name: w for w in (TINY, MEDIUM, MANY)}
+
+#: issue 15: the seed document's two grids on digits, each its own job (so that each has
+#: its own ratio): the forest runs as warm-start chains, k-NN on the plain path
+SEED_FOREST = Workload(
+    "seed-forest", "digits, RandomForestClassifier(random_state=0) over n_estimators 20..147 "
+    "step 3: 43 candidates x 5 folds = 215 fits (searchd: 5 warm-start chains)",
+    full=_job("sklearn:digits", """
+[models.rf]
+estimator = "RandomForestClassifier"
+params = { random_state = 0 }
+grid = { n_estimators = { range = [20, 150, 3] } }
+"""),
+    quick=_job("sklearn:digits", """
+[models.rf]
+estimator = "RandomForestClassifier"
+params = { random_state = 0 }
+grid = { n_estimators = { range = [20, 60, 10] } }
+"""))
+SEED_KNN = Workload(
+    "seed-knn", "digits, KNeighborsClassifier over n_neighbors 1..99: 99 candidates x 5 folds "
+    "= 495 fits",
+    full=_job("sklearn:digits", """
+[models.knn]
+estimator = "KNeighborsClassifier"
+grid = { n_neighbors = { range = [1, 100] } }
+"""),
+    quick=_job("sklearn:digits", """
+[models.knn]
+estimator = "KNeighborsClassifier"
+grid = { n_neighbors = { range = [1, 10] } }
+"""))
+SEED = {w.name: w for w in (SEED_FOREST, SEED_KNN)}
 ALL = {**PAIRED, BIG.name: BIG}
 
 

@@ -7,8 +7,9 @@ Run from the repository root::
 Workloads (``--only`` takes one, or a comma-separated list): tiny, medium, many (A/B pairs
 of GridSearchCV and ``searchd run --drain``), big (100,000 stored results, searchd only),
 checkpoint (flush cost in-process), first-fit, kill, idle (bench.idle's latency trials),
-footprint (the supervisor's RSS and CPU), random, halving, halving-grid (the search kinds;
-not in --quick unless named). See bench/README.md for what each figure means.
+footprint (the supervisor's RSS and CPU), random, halving, halving-grid (the search kinds),
+seed (issue 15: the seed document's forest and k-NN grids; the search kinds and seed are not
+in --quick unless named). See bench/README.md for what each figure means.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from bench._workloads import (
     KILL_QUICK,
     LONG,
     PAIRED,
+    SEED,
     STRATEGY,
     TINY,
     StrategyWorkload,
@@ -41,8 +43,8 @@ from bench._workloads import (
 from bench.overhead import build_workload, clean_env, compare_scores
 
 FIGURES = ("tiny", "medium", "many", "big", "checkpoint", "first-fit", "kill", "idle",
-           "footprint", "random", "halving", "halving-grid")
-QUICK_SKIPS = ("random", "halving", "halving-grid")
+           "footprint", "random", "halving", "halving-grid", "seed")
+QUICK_SKIPS = ("random", "halving", "halving-grid", "seed")
 N_JOBS = 2
 
 
@@ -221,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in STRATEGY:
             if name in only:
                 report[name] = paired(STRATEGY[name], tmp, pairs, args.quick)
+        if "seed" in only:
+            for name, w in SEED.items():
+                report[name] = paired(w, tmp, pairs, args.quick)
         if "halving-grid" in only:
             report["halving-grid"] = _strategies.halving_vs_grid(HALVING_GRID, tmp, pairs,
                                                                  args.quick, N_JOBS)
@@ -233,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     table = _report.table(report)
     print()
     print(table)
-    problems = [p for name in PAIRED if name in report for p in report[name]["problems"]]
+    problems = [p for name in (*PAIRED, *SEED) if name in report
+                for p in report[name]["problems"]]
     print(f"\nscores identical to GridSearchCV: {'no' if problems else 'yes'}")
     for p in problems[:20]:
         print(f"  {p}")
