@@ -164,6 +164,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in handlers:
             return handlers[args.command](args)
+        if args.command in ("status", "show", "report", "export"):
+            from searchd.cli import published  # a group member reads the published results
+            routed = published.run(args, settings_for(args))
+            if routed is not None:
+                return routed
         if args.command == "report":
             from searchd.cli.report import cmd_report
             return cmd_report(args, settings_for(args))

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 KEY_FILE = "searchd.key"
 TMP_MARK = ".tmp-"
 QUARANTINE = "quarantine"
+#: the default folder of the results published for the daemon's group
+PUBLISHED = "published"
 SUFFIX = ".ckpt"
 
 
@@ -90,17 +92,19 @@ class UnsafePathError(OSError):
         return type(self), (self.path, self.why)
 
 
-def _own_dir(path: Path, st: os.stat_result) -> None:
-    """Refuse a folder that is not the daemon user's; make one open to others private."""
+def _own_dir(path: Path, st: os.stat_result, mode: int = 0o700) -> None:
+    """Refuse a folder that is not the daemon user's; make one open to others private
+    (``mode``: 0700, or 0710 for a state folder the group passes through to publish)."""
     if not stat.S_ISDIR(st.st_mode):
         raise UnsafePathError(path, "is not a folder; searchd keeps its own folder here")
     if st.st_uid != os.geteuid():
         raise UnsafePathError(path, f"belongs to uid {st.st_uid}, not to searchd's user "
                                     f"({os.geteuid()}); refusing to use it")
-    if st.st_mode & 0o077:
-        os.chmod(path, 0o700, follow_symlinks=False)
-        log.warning("%s: was mode %04o (open to others); made it 0700", path,
-                    st.st_mode & 0o7777)
+    if st.st_mode & 0o077 != mode & 0o077:
+        os.chmod(path, mode, follow_symlinks=False)
+        if st.st_mode & 0o077 & ~mode:
+            log.warning("%s: was mode %04o (open to others); made it %04o", path,
+                        st.st_mode & 0o7777, mode)
 
 
 def make_private_dir(path: Path) -> None:
@@ -129,7 +133,7 @@ def make_private_dir(path: Path) -> None:
 
 #: what a state folder holds besides job folders (and temp files)
 STATE_FILES = frozenset({KEY_FILE, "searchd.lock", "searchd.pid", "pause.json", QUARANTINE,
-                         "published"})
+                         PUBLISHED})
 JOB_FILES = ("summary.json", "job.toml", "job.json", "job.lock")
 
 
@@ -143,14 +147,17 @@ def _looks_like_state(folder: Path) -> bool:
         for e in entries)
 
 
-def secure_state_dir(state_dir: Path) -> None:
+def secure_state_dir(state_dir: Path, publish_inside: bool = False) -> None:
     """At the daemon's start: the state folder and every folder in it private (0700), no
     symbolic links used as job folders.
 
     The state folder itself may be a link (the operator's choice); inside it, a linked
     job folder is left alone but never loaded (see :func:`records.all_summaries`), a
     folder of another user is refused (``UnsafePathError``), and modes open to others
-    are closed.
+    are closed. With ``publish_inside`` (results published in ``state/published``) the
+    state folder is 0710: the daemon's group may pass through it to ``published`` (which
+    :mod:`searchd.state.published` keeps 2750) but not list it, and every other folder
+    and file in it stays the daemon's alone.
     """
     try:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -159,8 +166,10 @@ def secure_state_dir(state_dir: Path) -> None:
             # or one with searchd's own files in it is a state folder.
             raise CheckpointError(f"{state_dir}: not a searchd state folder (no {KEY_FILE}, "
                                   "no job folders) and not empty; refusing to use it")
-        _own_dir(state_dir, os.stat(state_dir))
+        _own_dir(state_dir, os.stat(state_dir), 0o710 if publish_inside else 0o700)
         for entry in os.scandir(state_dir):
+            if publish_inside and entry.name == PUBLISHED:
+                continue  # the group's, by design (searchd.state.published checks it)
             if entry.is_dir(follow_symlinks=False):
                 folder = Path(entry.path)
                 _own_dir(folder, entry.stat(follow_symlinks=False))

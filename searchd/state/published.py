@@ -28,8 +28,10 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from searchd.errors import SettingsError
 from searchd.jobs.ids import job_id_problem
-from searchd.state.files import KEY_FILE, TMP_MARK, fsync_dir
+from searchd.settings import Settings
+from searchd.state.files import KEY_FILE, PUBLISHED, TMP_MARK, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +157,45 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def publish_summary(root: Path, job_id: str, text: bytes) -> None:
-    """The job's ``summary.json`` (its bytes as written in the state folder)."""
-    publish_file(job_folder(root, job_id), SUMMARY, text, durable=False)
+def publishes_inside(settings: Settings) -> bool:
+    """Whether the results are published in ``state/published`` (then the state folder
+    is 0710, see :func:`searchd.state.files.secure_state_dir`).
+
+    Any other folder inside the state folder is refused (``SettingsError``): it would sit
+    among the job folders, which are private.
+    """
+    if not settings.publish:
+        return False
+    root = Path(os.path.abspath(settings.publish_root()))
+    state = Path(os.path.abspath(settings.state_dir))
+    if root == state / PUBLISHED:
+        return True
+    if root == state or root.is_relative_to(state) or state.is_relative_to(root):
+        raise SettingsError(f"publish_dir {settings.publish_dir}: inside (or above) the state "
+                            f"folder {settings.state_dir}; use the default "
+                            f"({state / PUBLISHED}) or a folder outside it")
+    return False
+
+
+class SummaryPublisher:
+    """The supervisor's side: each ``summary.json`` it writes is published too (when
+    ``publish`` is on); a failure is logged once per job until it works again."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.root = settings.publish_root() if settings.publish else None
+        self._failing: set[str] = set()
+
+    def publish(self, job_id: str, text: bytes) -> None:
+        if self.root is None:
+            return
+        try:
+            publish_file(job_folder(self.root, job_id), SUMMARY, text, durable=False)
+        except (OSError, ValueError) as e:
+            if job_id not in self._failing:
+                log.error("%s: cannot publish summary.json in %s: %s", job_id, self.root, e)
+                self._failing.add(job_id)
+            return
+        self._failing.discard(job_id)
 
 
 # --- who reads what ----------------------------------------------------------------------------
@@ -183,6 +221,7 @@ def private_unreadable(state_dir: Path) -> bool:
     return False
 
 
-__all__ = ["DIR_MODE", "FILE_MODE", "REPORT", "RESULTS", "ROOT_FILES", "SUMMARY", "allowed_name",
-           "cv_files", "job_folder", "model_file", "private_unreadable", "publish_file",
-           "publish_summary", "remove_stale", "root_folder", "shared_dir", "to_json"]
+__all__ = ["DIR_MODE", "FILE_MODE", "REPORT", "RESULTS", "ROOT_FILES", "SUMMARY",
+           "SummaryPublisher", "allowed_name", "cv_files", "job_folder", "model_file",
+           "private_unreadable", "publish_file", "publishes_inside", "remove_stale",
+           "root_folder", "shared_dir", "to_json"]

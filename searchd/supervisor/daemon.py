@@ -20,6 +20,7 @@ from types import FrameType
 from searchd.errors import SettingsError
 from searchd.settings import Settings
 from searchd.state.files import clean_temp_files, exclusive, secure_state_dir
+from searchd.state.published import SummaryPublisher, publishes_inside
 from searchd.state.records import JobRecord, JobState, all_summaries, write_summary
 from searchd.state.signing import load_key
 from searchd.supervisor.driver import SchedulerDriver
@@ -80,6 +81,7 @@ class Daemon:
         self.driver: SchedulerDriver | None = None
         self._dirty: set[str] = set()
         self._timeline = Timeline(settings.state_dir)
+        self._published = SummaryPublisher(settings)  #: summaries for the group (publish)
         self.intake = Intake(self.records, self._dirty)
         self.exits = ExitPolicy()
         self.fold = EventFold()
@@ -120,7 +122,8 @@ class Daemon:
         """Hold the state directory, clean up what a killed daemon left, load the records,
         and leave a lifeline that ends this daemon's processes if it dies."""
         state = self.settings.state_dir
-        secure_state_dir(state)  # private folders, no links followed
+        # private folders, no links followed (0710 when the group reads state/published)
+        secure_state_dir(state, publishes_inside(self.settings))
         with exclusive(state / "searchd.lock", f"state directory {state}", state / "searchd.pid"):
             load_key(state, create=True)
             n = self.control.end_leftovers(state)
@@ -375,11 +378,12 @@ class Daemon:
         for jid in sorted(self._dirty):
             rec = self.records[jid]
             try:
-                write_summary(self.settings.state_dir, rec)
+                text = write_summary(self.settings.state_dir, rec)
             except OSError as e:
                 log.error("%s: cannot write summary.json: %s", jid, e)
                 continue
             self._dirty.discard(jid)
+            self._published.publish(jid, text)
             self._timeline.note(rec, self.clock.monotonic(), self.clock.time())
 
     def _run_hooks(self, now: float) -> None:

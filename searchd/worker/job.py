@@ -98,7 +98,8 @@ class JobRun:
         self.data: Dataset | None = None
         self.splits: list[Split] = []
         #: state/<job>/report.html, drawn in a thread of its own
-        self.reports = ReportKeeper(job_dir.parent, job_id)
+        self.reports = ReportKeeper(job_dir.parent, job_id,
+                                    settings.publish_root() if settings.publish else None)
 
     # --- checkpoints ---------------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ A report is drawn when a model type is done, at most every ``REPORT_SECONDS`` wh
 runs, and at the job's end, in a thread of its own so that no fit waits for matplotlib;
 requests that arrive while one is drawn make one more, not one each. Drawing reads the
 results through the read API after they are flushed, and a report that cannot be made never
-stops the job (:func:`searchd.report.refresh_report` logs and returns False).
+stops the job (:func:`searchd.report.refresh_report` logs and returns False). With
+``publish`` on, the results are published for the daemon's group after each report
+(:mod:`searchd.worker.publishing`), at the same moments and in the same thread.
 """
 
 from __future__ import annotations
@@ -13,13 +15,17 @@ import threading
 import time
 from pathlib import Path
 
+from searchd.worker.publishing import Publisher
+
 #: seconds between two reports while a model type runs
 REPORT_SECONDS = 300.0
 
 
 class ReportKeeper:
-    def __init__(self, state_dir: Path, job_id: str) -> None:
+    def __init__(self, state_dir: Path, job_id: str, publish_to: Path | None = None) -> None:
         self.state_dir, self.job_id = state_dir, job_id
+        #: with ``publish``: the results for the daemon's group, after each report
+        self.publisher = None if publish_to is None else Publisher(state_dir, job_id, publish_to)
         self._wanted = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
@@ -58,3 +64,5 @@ class ReportKeeper:
         self._last = time.monotonic()
         if refresh_report(self.state_dir, self.job_id):
             self.written += 1
+        if self.publisher is not None:
+            self.publisher.publish()
