@@ -151,3 +151,36 @@ def test_validate_says_how_the_fits_run_as_chains(tmp_path: Path,
     assert "36 fits (18 as 6 chains)" in out  # gb: early stopping's half is plain
     knn = [line for line in out.splitlines() if "KNeighborsClassifier" in line]
     assert knn and "chains" not in knn[0]
+
+
+def test_chains_on_a_dask_cluster() -> None:
+    import distributed
+
+    from searchd.worker.dask_runner import DaskCluster
+    X, y = load_iris(return_X_y=True)
+    splits = [(np.asarray(a), np.asarray(b))
+              for a, b in StratifiedKFold(3, shuffle=True, random_state=0).split(X, y)]
+    template = RandomForestClassifier(random_state=0, max_depth=3)
+    sizes = [1, 4, 6, 11]
+    built = {i: {"n_estimators": k} for i, k in enumerate(sizes)}
+    tasks = [as_task([(i, f) for i in range(len(sizes))], built, "n_estimators")
+             for f in range(3)]
+    scoring = _Score()
+    gs = GridSearchCV(template, {"n_estimators": sizes}, cv=splits).fit(X, y)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as lc:
+        runner = DaskCluster(lc.scheduler_address, "j", X, y, splits)
+        try:
+            out = list(runner.stream(template, tasks, scoring, count=12))
+        finally:
+            runner.close()
+    assert sorted((o.i, o.fold) for o in out) == [(i, f) for i in range(4) for f in range(3)]
+    for o in out:
+        assert o.scores == {"score": gs.cv_results_[f"split{o.fold}_test_score"][o.i]}
+
+
+class _Score:
+    """A picklable scorer (a Dask cluster ships it)."""
+
+    def __call__(self, est: Any, X: Any, y: Any) -> dict[str, float]:
+        return {"score": est.score(X, y)}
