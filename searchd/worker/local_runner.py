@@ -202,22 +202,23 @@ class LocalRunner:
                 record.end()
 
     def _fit_here(self, st: TaskStream, t: Task) -> Iterator[Outcome]:
-        start = time.perf_counter()
-        yield from run_task(st.template, t, self.X, self.y, self.splits, st.scoring,
-                            self.guard.record if self.guard is not None else None)
-        if not st.fed:
-            took = time.perf_counter() - start
-            if st.done:
-                st.later += took
-            else:
-                st.first = t.weight
-            st.done += t.weight
-            self.inline_seconds += took
-            # fits counted as the first one and those after it (a chain is several)
-            if self.n_jobs > 1 and self._worth_a_pool(st.done - st.first + 1, st.later,
-                                                      st.left):
-                self.start_pool()
-                self._add_feeder(st)
+        """The task's outcomes; until the pool is fed, each fit (a chain's link: a chain can
+        be long) counts towards starting it."""
+        last = time.perf_counter()
+        record = self.guard.record if self.guard is not None else None
+        for outcome in run_task(st.template, t, self.X, self.y, self.splits, st.scoring,
+                                record):
+            if not st.fed:
+                now = time.perf_counter()
+                took, last = now - last, now
+                st.later += took if st.done else 0.0
+                st.done += 1
+                self.inline_seconds += took
+                if self.n_jobs > 1 and self._worth_a_pool(st.done, st.later, st.left):
+                    self.start_pool()
+                    self._add_feeder(st)
+            yield outcome
+            last = time.perf_counter()  # the consumer's time between outcomes is not a fit's
 
     def _inline(self, st: TaskStream) -> None:
         """The worker's own fits, in a thread beside the pool's feeder.

@@ -36,9 +36,9 @@ class TaskStream:
         #: threads putting outcomes (each ends with END); only grows before the last END
         self.producers = 0
         self.fed = False  # the pool's feeder is started (it may still wait for the pool)
-        #: fits run in the worker before that, and the seconds of those after the first
-        #: task (``first``: its fits, more than one for a chain); ``left`` counts fits too
-        self.done, self.later, self.first = 0, 0.0, 1
+        #: fits run in the worker before that (a chain's links each count), and the seconds
+        #: of those after the first; ``left`` counts fits too
+        self.done, self.later = 0, 0.0
 
     def take(self, n: int = 1) -> list[Task]:
         """Tasks worth ``n`` fits (a chain counts its links; at least one task, unless
