@@ -365,11 +365,12 @@ class JobRun:
                 failed = {u.tag: u for u in chains.unchain(t) if strikes.error(u.tag)}
                 for u in failed.values():
                     self._record_poison(name, res, u, strikes.error(u.tag) or "")
-                t = chains.without(t, set(failed))
+                # a link whose process died runs alone (as a plain task), the rest chained
+                dead = {u.tag: u for u in chains.unchain(t)
+                        if u.tag not in failed and strikes.deaths(u.tag)}
+                suspects.extend(dead.values())
+                t = chains.without(t, set(failed) | set(dead))
                 if t is None:
-                    continue
-                if any(strikes.deaths(tag) for tag in chains.tags(t)):
-                    suspects.append(t)
                     continue
             error = strikes.error(t.tag)
             if error is not None:
