@@ -154,9 +154,14 @@ def _csv(f: Any, where: str, shown: str) -> Any:
 
 def _parquet(f: Any, where: str, shown: str, max_bytes: int) -> Any:
     try:
+        import pyarrow
         import pyarrow.parquet as pq
     except ImportError:
         raise DataError(f"{where}: parquet: sources need pyarrow ({PARQUET_HINT})") from None
+    if _version(pyarrow.__version__) < (14, 0, 1):  # unpickled extension types: code
+        raise DataError(f"{where}: parquet: sources need pyarrow 14.0.1 or later (older "
+                        f"versions can run code from a file; {pyarrow.__version__} is "
+                        f"installed: {PARQUET_HINT})")
     import pandas as pd
 
     try:
@@ -174,6 +179,14 @@ def _parquet(f: Any, where: str, shown: str, max_bytes: int) -> Any:
     except Exception as e:  # noqa: BLE001 - pyarrow's errors are many (ArrowInvalid, OSError, ...)
         raise DataError(f"{where}: {shown}: not a readable Parquet file "
                         f"({type(e).__name__})") from None
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for p in text.split(".")[:3]:
+        digits = "".join(c for c in p if c.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
 
 
 def _labels(col: Any, where: str, shown: str, target: str) -> np.ndarray:
