@@ -26,6 +26,15 @@ from searchd.worker.job import JobRun
 pytestmark = pytest.mark.timeout(60)
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _no_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The jobs here run in this process; drawing their HTML report (matplotlib, a third of
+    a run's time) is tests/test_report.py's business."""
+    from searchd.worker import reporting
+    monkeypatch.setattr(reporting.ReportKeeper, "tick", lambda self, now: None)
+    monkeypatch.setattr(reporting.ReportKeeper, "finish", lambda self, timeout=60.0: None)
 MIXED = REPO / "jobs" / "mixed.toml"
 CSV = REPO / "jobs" / "data" / "mixed.csv"
 IRIS = """
@@ -58,6 +67,7 @@ def run_like_the_daemon(dirs: dict[str, Path], job_id: str) -> None:
     assert JobRun(state / job_id, job_id, settings, Events(None)).run() == 0
 
 
+@pytest.mark.timeout(120)  # a whole job in this process: seconds, more on a loaded machine
 def test_submit_a_dataframe_then_load_results_to_frame(dirs: dict[str, Path]) -> None:
     """The mixed job as a dict, its data a DataFrame: written as Parquet beside the job, and
     the search finds what the CSV job finds (same rows, same columns, same scores)."""

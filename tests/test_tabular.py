@@ -38,6 +38,15 @@ from searchd.worker.plan import Scoring, splits
 pytestmark = pytest.mark.timeout(60)
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _no_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The jobs here run in this process; drawing their HTML report (matplotlib, a third of
+    a run's time) is tests/test_report.py's business."""
+    from searchd.worker import reporting
+    monkeypatch.setattr(reporting.ReportKeeper, "tick", lambda self, now: None)
+    monkeypatch.setattr(reporting.ReportKeeper, "finish", lambda self, timeout=60.0: None)
 MIXED = REPO / "jobs" / "mixed.toml"
 CSV = REPO / "jobs" / "data" / "mixed.csv"
 
@@ -96,6 +105,7 @@ def read_mixed() -> tuple[pd.DataFrame, pd.Series]:
     return df.drop(columns=["label", "score"]), df["label"]
 
 
+@pytest.mark.timeout(120)  # a whole job in this process: seconds, more on a loaded machine
 def test_the_mixed_csv_job_equals_scikit_learns_pipeline_on_pandas_read_csv(
         tmp_path: Path) -> None:
     ours = run_job(tmp_path, MIXED.read_text())
@@ -105,6 +115,7 @@ def test_the_mixed_csv_job_equals_scikit_learns_pipeline_on_pandas_read_csv(
     assert set(model.classes_) == {"no", "yes"} and ours.test_score_["accuracy"] > 0.6
 
 
+@pytest.mark.timeout(120)
 def test_parquet_gives_the_same_scores(tmp_path: Path) -> None:
     pytest.importorskip("pyarrow")
     pq = tmp_path / "mixed.parquet"
