@@ -84,3 +84,26 @@ def test_rule_on_in_the_config_before_the_daemon_said_anything(
     out = capsys.readouterr().out
     assert out.splitlines()[0] == ("user at the keyboard (pause_while_user_active 2m): "
                                    "source not known yet (the daemon has not read one)")
+
+
+def test_a_group_member_sees_the_line_through_the_published_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import stat
+
+    from searchd.state import published
+    with stepped(tmp_path, pause_while_user_active=60.0, publish=True) as r:
+        running(r)
+        r.sensors.set(user_idle=400.0, idle_source="logind", idle_sources=("logind",))
+        r.step()
+        copy = r.state / "published" / STATUS_FILE
+        assert stat.S_IMODE(copy.stat().st_mode) == 0o640
+        assert read_status(r.state / "published") == read_status(r.state)
+        monkeypatch.setattr(published, "private_unreadable", lambda state_dir: True)
+        capsys.readouterr()
+        assert main(["status", "--state", str(r.state), "--jobs", str(r.jobs)]) == 0
+        got = capsys.readouterr()
+        assert "reading the published results in" in got.err
+        assert got.out.splitlines()[0] == ("user at the keyboard (pause_while_user_active "
+                                           "1m): activity read from logind")
+        assert "j " in got.out
