@@ -295,3 +295,34 @@ def test_the_file_is_read_once_per_job_and_the_pool_gets_the_frame(
         if run.runner is not None:
             run.runner.close()
     assert len(calls) == 1
+
+
+def test_a_small_parquet_file_of_zeros_is_measured_by_its_footer(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    pq = tmp_path / "zeros.parquet"
+    pd.DataFrame({"a": np.zeros(1_000_000, dtype=np.int64),
+                  "label": np.zeros(1_000_000, dtype=np.int64)}).to_parquet(pq)
+    assert pq.stat().st_size < 100_000  # 16 MB of values in a few kB
+    text = '[data]\nsource = "parquet:data/zeros.parquet"\ntarget = "label"\n' \
+           '[models.lr]\nestimator = "LogisticRegression"\n'
+    settings = place(tmp_path / "run", text, data=pq, name="zeros.parquet")
+    spec = parse_job(text.encode(), settings.jobs_dir / "j.toml", 10**6)
+    with pytest.raises(DataError, match=r"zeros.parquet: its columns take 16.0 MB .*more "
+                                        r"than max_data_bytes \(1.0 MB"):
+        load_dataset(spec, True, max_bytes=1_000_000)
+
+
+@pytest.mark.parametrize("data, message", [
+    ('source = "npz:d.npz"\nfeatures = ["a"]',
+     "data.features: is for csv: and parquet: sources (columns of a file)"),
+    ('source = "csv:d.csv"\ntarget = "y"\nfeatures = ["a"]\ndrop = ["b"]',
+     "data.drop: give features or drop, not both"),
+    ('source = "csv:d.csv"\ntarget = "y"\nfeatures = []',
+     "data.features: expected a list of column names, got []"),
+    ('source = "parquet:d.parquet"', 'data.target: a parquet: source needs target = "<column>"'),
+])
+def test_features_and_drop_are_checked_with_the_job(data: str, message: str) -> None:
+    text = f"[data]\n{data}\n[models.lr]\nestimator = \"LogisticRegression\"\n"
+    with pytest.raises(JobSpecError) as e:
+        parse_job(text.encode(), Path("jobs/j.toml"), 10**6)
+    assert str(e.value) == f"jobs/j.toml: {message}"
