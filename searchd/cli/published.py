@@ -35,7 +35,13 @@ def published_view(settings: Settings) -> Settings | None:
     if not pub.private_unreadable(settings.state_dir):
         return None
     root = settings.publish_root()
-    if not root.is_dir():
+    try:
+        found = root.is_dir()
+    except PermissionError:
+        raise SearchdError(f"{settings.state_dir}: the private state is not readable by you, "
+                           f"nor are the published results in {root} (they are for the "
+                           "daemon's group)") from None
+    if not found:
         raise NotFoundError(f"{settings.state_dir}: the private state is not readable by "
                             f"you, and no results are published in {root} (the daemon "
                             "publishes them with publish = true in its config)")
