@@ -60,6 +60,10 @@ class Settings:
     #: seconds one fit (and its scoring) may run; one that runs longer is stopped and
     #: recorded as failed, and the search goes on; 0 = no limit
     max_fit_seconds: float = 0.0
+    #: MiB of preprocessed training data each of a job's processes keeps, so that the
+    #: candidates of a fold that share their preprocessing steps' parameters fit them once
+    #: (deterministic steps only; 0 = refit them for every candidate)
+    preprocess_cache_mb: float = 256.0
     # --- idle gate ---
     #: pause when other load exceeds this fraction of all CPUs
     max_load: float = 0.25

@@ -120,6 +120,7 @@ max_job_seconds = 60
 max_priority = 5
 max_memory = 2048
 max_fit_seconds = 30
+preprocess_cache_mb = 64
 on_job_end = ["notify-send", "searchd"]
 on_job_end_timeout = 5
 publish = true
@@ -135,7 +136,8 @@ publish_dir = "/srv/results"
         data_dirs=(Path("/data/a"), Path("b")), on_battery="ignore", max_temperature=85.0,
         exclusive_apps=("zoom", "steam"), pause_while_user_active=300.0, max_fits=9,
         max_data_bytes=1000, max_job_seconds=60.0, max_priority=5, max_memory=2048,
-        max_fit_seconds=30.0, on_job_end=("notify-send", "searchd"), on_job_end_timeout=5.0,
+        max_fit_seconds=30.0, preprocess_cache_mb=64.0, on_job_end=("notify-send", "searchd"),
+        on_job_end_timeout=5.0,
         publish=True, publish_dir=Path("/srv/results"))
     assert {f.name for f in dataclasses.fields(Settings)} == set(load_config(cfg))
 

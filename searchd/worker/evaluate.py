@@ -21,6 +21,7 @@ from searchd import lifeline as guard
 from searchd.worker import poison
 from searchd.worker.chains import evaluate_chain
 from searchd.worker.plan import Scoring
+from searchd.worker.prefit import PrefixCache, fit_shared, make_cache, shared_key
 from searchd.worker.tables import rows
 
 #: the longest fit error kept (log, checkpoint, summary): a message may quote a parameter
@@ -72,13 +73,18 @@ class Outcome(NamedTuple):
 
 
 def evaluate(template: Any, params: dict[str, Any], X: np.ndarray, y: np.ndarray,
-             train: np.ndarray, test: np.ndarray, scoring: Scoring, i: int, fold: int
-             ) -> Outcome:
-    """One (candidate, fold) task, the way GridSearchCV evaluates it (error_score=nan)."""
+             train: np.ndarray, test: np.ndarray, scoring: Scoring, i: int, fold: int,
+             cache: PrefixCache | None = None) -> Outcome:
+    """One (candidate, fold) task, the way GridSearchCV evaluates it (error_score=nan);
+    with a ``cache``, deterministic preprocessing is shared (:mod:`searchd.worker.prefit`)."""
     est = clone(template).set_params(**clone(params, safe=False))
+    key = shared_key(est, train) if cache is not None else None
     start = time.time()
     try:
-        est.fit(rows(X, train), y[train])
+        if key is not None and cache is not None:
+            fit_shared(est, key, cache, rows(X, train), y[train])
+        else:
+            est.fit(rows(X, train), y[train])
     except Exception as e:  # noqa: BLE001 - recorded as error_score=nan, like GridSearchCV
         return Outcome(i, fold, None, time.time() - start, 0.0, fit_error(e))
     fit_time = time.time() - start
@@ -92,12 +98,13 @@ def evaluate(template: Any, params: dict[str, Any], X: np.ndarray, y: np.ndarray
 
 def run_task(template: Any, t: Task, X: Any, y: np.ndarray,
              splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring,
-             record: poison.FitRecord | None = None) -> Iterator[Outcome]:
+             record: poison.FitRecord | None = None, cache: PrefixCache | None = None
+             ) -> Iterator[Outcome]:
     """A task's outcomes as each is scored: one, or a chain's links one by one (each
     named in ``record`` while it grows: a death or a time limit is that link's)."""
     train, test = t.indices(splits)
     if not t.links:
-        yield evaluate(template, t.params, X, y, train, test, scoring, t.i, t.fold)
+        yield evaluate(template, t.params, X, y, train, test, scoring, t.i, t.fold, cache)
         return
     links = [(t.i, t.params, t.tag), *t.links]
     yield from evaluate_chain(template, t.grow, links, X, y, train, test, scoring, t.fold,
@@ -154,14 +161,17 @@ def longest_first(pending: list[tuple[int, int]],
 _pool_data: tuple[Any, Any, list[tuple[np.ndarray, np.ndarray]]] | None = None
 #: the pool process's fit record (which task it fits), set by its initializer
 _record: poison.FitRecord | None = None
+#: the pool process's shared preprocessing (None: not shared)
+_cache: PrefixCache | None = None
 
 
 def pool_init(parent: int, data: Any, records: str | None = None,
-              max_fit_seconds: float = 0.0) -> None:
+              max_fit_seconds: float = 0.0, cache_mb: float = 0.0) -> None:
     """In each pool process: die with the worker, keep the job's data for every batch,
     name each task it fits in its record, and stop itself over a fit past the time limit."""
-    global _pool_data, _record
+    global _pool_data, _record, _cache
     guard.child_init(parent)
+    _cache = make_cache(cache_mb)
     _pool_data = joblib.load(data, mmap_mode="r") if isinstance(data, str) else data
     if records is not None:
         _record = poison.FitRecord(Path(records), "pool")
@@ -179,7 +189,7 @@ def evaluate_batch(template: Any, scoring: Scoring, batch: list[Task]) -> list[O
     assert _pool_data is not None, "not a searchd pool process"
     X, y, splits = _pool_data
     return [o for t in _recording(batch)
-            for o in run_task(template, t, X, y, splits, scoring, _record)]
+            for o in run_task(template, t, X, y, splits, scoring, _record, _cache)]
 
 
 def _recording(batch: list[Task]) -> Iterator[Task]:

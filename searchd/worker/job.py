@@ -70,6 +70,7 @@ class JobRun:
         #: fit records, strikes against tasks whose process died, the fit time limit
         self.guard = FitGuard(job_dir, settings.max_fit_seconds)
         self.max_memory = settings.max_memory  #: MiB for the job's processes; 0 = no cap
+        self.cache_mb = settings.preprocess_cache_mb  #: shared preprocessing per process
         #: prepare is done; until then a stop flushes nothing (the checkpoint on disk holds
         #: everything, a snapshot of a half-prepared job would not)
         self.prepared = False
@@ -221,7 +222,7 @@ class JobRun:
             self.spec, data.X_train, data.y_train, classification)
         self.runner = make_runner(self.spec, self.job_id, self.n_jobs, self.address,
                                   data.X_train, data.y_train, self.splits, self.dir / POOL_DATA,
-                                  self.guard)
+                                  self.guard, self.cache_mb)
         for m in self.spec.models:
             res = self.models[m.name] = empty_results(self.spec, m, data.digest)
             prev = began.previous(m.name)

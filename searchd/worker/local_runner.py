@@ -29,6 +29,7 @@ from searchd.worker import chains, poison
 from searchd.worker.data import nbytes
 from searchd.worker.evaluate import Outcome, Task, evaluate_batch, pool_init, run_task, warm
 from searchd.worker.plan import Scoring
+from searchd.worker.prefit import make_cache
 from searchd.worker.taskstream import END, TaskStream
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,12 @@ class LocalRunner:
 
     def __init__(self, n_jobs: int, X: np.ndarray, y: np.ndarray,
                  splits: list[tuple[np.ndarray, np.ndarray]],
-                 scratch: Path | None = None, guard: poison.FitGuard | None = None) -> None:
+                 scratch: Path | None = None, guard: poison.FitGuard | None = None,
+                 cache_mb: float = 0.0) -> None:
         self.n_jobs = effective_n_jobs(n_jobs)
+        #: MiB of shared preprocessing each process keeps (searchd.worker.prefit; 0: none)
+        self.cache_mb = cache_mb
+        self.cache = make_cache(cache_mb)
         #: fit records, strikes and the fit time limit (None: none of that, e.g. in tools)
         self.guard = guard
         self._payload: Any = None
@@ -124,8 +129,8 @@ class LocalRunner:
         if self._payload is None:
             self._payload = self._pool_payload()
         g = self.guard
-        initargs = (os.getpid(), self._payload) if g is None else \
-            (os.getpid(), self._payload, str(g.folder), g.limit)
+        initargs = (os.getpid(), self._payload, None if g is None else str(g.folder),
+                    0.0 if g is None else g.limit, self.cache_mb)
         pool = ProcessPoolExecutor(max_workers=self.n_jobs - 1, initializer=pool_init,
                                    initargs=initargs, env=env)
         for f in [pool.submit(warm) for _ in range(self.n_jobs - 1)]:
@@ -207,7 +212,7 @@ class LocalRunner:
         last = time.perf_counter()
         record = self.guard.record if self.guard is not None else None
         for outcome in run_task(st.template, t, self.X, self.y, self.splits, st.scoring,
-                                record):
+                                record, self.cache):
             if not st.fed:
                 now = time.perf_counter()
                 took, last = now - last, now

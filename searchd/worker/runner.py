@@ -56,13 +56,15 @@ def job_n_jobs(spec: JobSpec, daemon_n_jobs: int) -> int:
 
 def make_runner(spec: JobSpec, job_id: str, daemon_n_jobs: int, address: str | None,
                 X: np.ndarray, y: np.ndarray, splits: list[Split], scratch: Path,
-                guard: FitGuard | None = None) -> Runner:
+                guard: FitGuard | None = None, cache_mb: float = 0.0) -> Runner:
     """The job's runner: on the Dask scheduler at ``address`` (see
     :func:`~searchd.worker.dask_runner.cluster_address`), else on this machine.
 
     Nothing starts here: the pool starts once the fits show it is worth it, the cluster
-    connects on the first stream.
+    connects on the first stream. ``cache_mb``: the shared preprocessing each local process
+    keeps (:mod:`searchd.worker.prefit`; a cluster's tasks fit their own).
     """
     if address:
         return DaskCluster(address, job_id, X, y, splits)
-    return LocalRunner(job_n_jobs(spec, daemon_n_jobs), X, y, splits, scratch, guard)
+    return LocalRunner(job_n_jobs(spec, daemon_n_jobs), X, y, splits, scratch, guard,
+                       cache_mb)
