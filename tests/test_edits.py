@@ -195,3 +195,27 @@ def test_a_new_job_in_the_same_context_reuses_another_jobs_results(tmp_path: Pat
     # another context (cv): nothing borrowed
     _, n, ev = run(tmp_path, text("[1, 3, 5]", cv=4), job="c")
     assert n == 3 * 4 and not [e for e in ev if e.kind == "reuse"]
+
+
+def test_a_type_whose_params_changed_starts_over_alone_and_changing_back_is_free(
+        tmp_path: Path) -> None:
+    run(tmp_path, text(tree=True))
+    other = text(tree=True).replace("random_state = 0", "random_state = 1")
+    res, n, _ = run(tmp_path, other)
+    assert n == 3 * 3, "only the tree's fits: knn is untouched"
+    same_as_gridsearch(tmp_path, res)
+    res, n, _ = run(tmp_path, text(tree=True))
+    assert n == 0 and res["tree"].best_estimator_.get_params()["random_state"] == 0
+    same_as_gridsearch(tmp_path, res)
+
+
+def test_removing_the_best_refits_the_new_best(tmp_path: Path) -> None:
+    first, _, _ = run(tmp_path, text("[1, 5, 9, 15]"))
+    best = first["knn"].best_params_["n_neighbors"]
+    rest = [k for k in (1, 5, 9, 15) if k != best]
+    res, n, _ = run(tmp_path, text(str(rest)))
+    assert n == 0
+    same_as_gridsearch(tmp_path, res)  # the best is GridSearchCV's on the edited grid
+    assert res["knn"].best_params_["n_neighbors"] != best
+    assert res["knn"].best_estimator_.get_params()["n_neighbors"] == \
+        res["knn"].best_params_["n_neighbors"], "the new best is refitted"
