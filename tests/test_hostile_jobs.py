@@ -24,6 +24,7 @@ import math
 import os
 import random
 import re
+import shutil
 import sys
 import tomllib
 from collections import Counter
@@ -107,7 +108,10 @@ grid = { var_smoothing = [1e-9, 1e-6] }
 """
 
 SEEDS = {"iris": IRIS, "digits": DIGITS, "nested": NESTED, "csv": CSV,
-         "example": (REPO / "jobs" / "example.toml").read_text()}
+         "example": (REPO / "jobs" / "example.toml").read_text(),
+         # text categories, gaps, a string label and a ColumnTransformer's tables (issue 19)
+         "mixed": (REPO / "jobs" / "mixed.toml").read_text().replace("data/mixed.csv",
+                                                                     "mixed.csv")}
 SEED_DOCS = {name: tomllib.loads(text) for name, text in SEEDS.items()}
 
 # --- hostile ingredients -------------------------------------------------------------------------
@@ -358,6 +362,7 @@ def place(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     jobs.mkdir()
     (jobs / "ok.csv").write_text("a,b,y\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n9,1,0\n2,2,1\n")
     (jobs / "binary.csv").write_bytes(random.Random(0).randbytes(3000))
+    shutil.copy(REPO / "jobs" / "data" / "mixed.csv", jobs / "mixed.csv")
     (jobs / "sub").mkdir()
     os.mkfifo(jobs / "fifo.csv")
     import numpy as np
