@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import Env
 from sklearn.datasets import load_iris
 
 import searchd
@@ -180,3 +181,32 @@ def test_wait_draws_a_tqdm_bar_when_tqdm_is_there(dirs: dict[str, Path],
     assert "6/6" in capsys.readouterr().err
 
 
+
+
+@pytest.mark.timeout(120)
+def test_a_notebook_session_against_a_real_daemon(env: Env) -> None:
+    """submit a DataFrame, a daemon runs it, wait returns done, to_frame reads the rows."""
+    df = pd.read_csv(CSV).iloc[:150]
+    job = {"search": {"cv": 3, "scoring": "accuracy"},
+           "preprocess": [{"name": "cols", "estimator": "ColumnTransformer", "params": {
+               "transformers": [
+                   {"name": "cat", "columns": {"dtype": "object"},
+                    "steps": [{"estimator": "SimpleImputer",
+                               "params": {"strategy": "most_frequent"}},
+                              {"estimator": "OneHotEncoder",
+                               "params": {"handle_unknown": "ignore"}}]},
+                   {"name": "num", "columns": {"dtype": "number"},
+                    "estimator": "SimpleImputer"}]}}],
+           "models": {"tree": {"estimator": "DecisionTreeClassifier",
+                               "params": {"random_state": 0},
+                               "grid": {"max_depth": [2, 3]}}}}
+    X, y = df.drop(columns=["label"]), df["label"]
+    jid = searchd.submit(job, X, y, name="nb", jobs_dir=env.jobs, state_dir=env.state)
+    daemon = env.start("--drain")
+    s = searchd.wait(jid, timeout=90, poll=0.2, progress=False, jobs_dir=env.jobs,
+                     state_dir=env.state)
+    assert s["state"] == "done" and s["fits_done"] == s["fits_total"] == 6, env.log()
+    assert daemon.wait(timeout=30) == 0
+    frame = searchd.load_results(jid, env.state)["tree"].to_frame()
+    assert list(frame["param_max_depth"]) == [2, 3]
+    assert frame["mean_test_score"].between(0, 1).all()
