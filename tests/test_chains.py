@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from searchd.worker import chains
 from searchd.worker.chains import TABLE, evaluate_chain, growable, link_ok, plan
+from searchd.worker.prefit import make_cache
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -58,12 +59,12 @@ def _scoring(est: Any, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 
 def _chained(template: Any, key: str, sizes: list[int], X: np.ndarray, y: np.ndarray,
-             splits: list[Any]) -> np.ndarray:
+             splits: list[Any], cache: Any = None) -> np.ndarray:
     """(size, fold) scores, each fold one chain."""
     out = np.full((len(sizes), len(splits)), np.nan)
     for f, (tr, te) in enumerate(splits):
         links = [(i, {key: k}, "") for i, k in enumerate(sizes)]
-        for o in evaluate_chain(template, key, links, X, y, tr, te, _scoring, f):
+        for o in evaluate_chain(template, key, links, X, y, tr, te, _scoring, f, cache=cache):
             assert o.error is None, o.error
             out[o.i, o.fold] = o.scores["score"]  # type: ignore[index]
     return out
@@ -100,8 +101,13 @@ def test_a_chain_inside_a_pipeline_grows_the_model_step() -> None:
     key = growable(template)
     assert key == "model__n_estimators"
     X, y, splits = _data(True)
-    assert np.array_equal(_chained(template, key, SIZES, X, y, splits),
-                          _fresh(template, key, SIZES, X, y, splits))
+    fresh = _fresh(template, key, SIZES, X, y, splits)
+    assert np.array_equal(_chained(template, key, SIZES, X, y, splits), fresh)
+    # with shared preprocessing: the scaler fitted once per fold, the forest still grows
+    cache = make_cache(16)
+    assert cache is not None
+    assert np.array_equal(_chained(template, key, SIZES, X, y, splits, cache), fresh)
+    assert (cache.misses, cache.hits) == (3, 3 * (len(SIZES) - 1))
 
 
 class _FailsAtThree(RandomForestClassifier):

@@ -279,30 +279,39 @@ def count_chains(units: Sequence[Sequence[Pair]]) -> tuple[int, int]:
 
 def evaluate_chain(template: Any, key: str, links: Sequence[tuple[int, Params, str]],
                    X: Any, y: np.ndarray, train: np.ndarray, test: np.ndarray,
-                   scoring: Any, fold: int, mark: Callable[[str], None] | None = None
-                   ) -> Iterator[Any]:
+                   scoring: Any, fold: int, mark: Callable[[str], None] | None = None,
+                   cache: Any = None) -> Iterator[Any]:
     """The links (row, parameters, tag) of one chain on one fold, each an ``Outcome`` as
     its growth is scored; ``mark(tag)`` names each link in the fit record as it starts.
 
     The first link is a fresh fit (``warm_start`` on) of the smallest size; each next one
     sets the size and fits again, growing the model in place. A failed fit leaves the
-    model in an unknown state: the next link starts afresh at its own size.
+    model in an unknown state: the next link starts afresh at its own size. With a
+    ``cache`` (:mod:`searchd.worker.prefit`), deterministic preprocessing is fitted once
+    for the chain (and the fold), not at every link.
     """
     from searchd.worker.evaluate import Outcome, fit_error
+    from searchd.worker.prefit import fit_shared, shared_key
 
     warm = key.rpartition("__")[0] + "__warm_start" if "__" in key else "warm_start"
     Xtr, ytr, Xte, yte = rows(X, train), y[train], rows(X, test), y[test]
     est: Any = None
+    shared: str | None = None
     for i, params, tag in links:
         if mark is not None:
             mark(tag)
         if est is None:
             est = clone(template).set_params(**clone(dict(params), safe=False), **{warm: True})
+            # the key of the unfitted steps (a link changes the model step only)
+            shared = shared_key(est, train) if cache is not None else None
         else:
             est.set_params(**{key: params[key]})
         start = time.time()
         try:
-            est.fit(Xtr, ytr)
+            if shared is not None:
+                fit_shared(est, shared, cache, Xtr, ytr)
+            else:
+                est.fit(Xtr, ytr)
         except Exception as e:  # noqa: BLE001 - recorded as error_score=nan, like GridSearchCV
             est = None
             yield Outcome(i, fold, None, time.time() - start, 0.0, fit_error(e))

@@ -108,7 +108,7 @@ def run_task(template: Any, t: Task, X: Any, y: np.ndarray,
         return
     links = [(t.i, t.params, t.tag), *t.links]
     yield from evaluate_chain(template, t.grow, links, X, y, train, test, scoring, t.fold,
-                              None if record is None else record.start)
+                              None if record is None else record.start, cache)
 
 
 def fit_error(e: BaseException) -> str:
