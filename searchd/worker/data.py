@@ -56,8 +56,9 @@ class Dataset:
 
 @dataclass(frozen=True)
 class DataPlaces:
-    """Where ``csv:``/``npz:`` files may be read from: the job's jobs folder (``base_dir``)
-    and the daemon's ``data_dirs``, never the state folder (not even inside those)."""
+    """Where ``csv:``/``parquet:``/``npz:`` files may be read from: the job's jobs folder
+    (``base_dir``) and the daemon's ``data_dirs``, never the state folder (not even inside
+    those)."""
 
     data_dirs: tuple[Path, ...] = ()
     state_dir: Path | None = None
@@ -70,8 +71,8 @@ def load_dataset(job: JobSpec, classification: bool, data_dirs: Sequence[Path] =
     """The job's data, split into training and hold-out sets.
 
     ``data_dirs`` (the daemon's setting) and ``state_dir`` decide which files a
-    ``csv:``/``npz:`` source may name, besides those in the job's own folder; nothing
-    larger than ``max_bytes`` is read, and the CV splits count against it too.
+    ``csv:``/``parquet:``/``npz:`` source may name, besides those in the job's own folder;
+    nothing larger than ``max_bytes`` is read, and the CV splits count against it too.
     """
     X, y, source_digest = _load(job, DataPlaces(tuple(data_dirs), state_dir, max_bytes))
     kind = _check_labels(job, y) if classification else None

@@ -1,7 +1,7 @@
 """Where a job's data files may come from, and opening one without being fooled.
 
-A ``csv:``/``npz:`` path is resolved (links, ``..``) and must land under the job's jobs
-folder or the daemon's ``data_dirs``, never under the state folder; it is checked before
+A ``csv:``/``parquet:``/``npz:`` path is resolved (links, ``..``) and must land under the
+job's jobs folder or the daemon's ``data_dirs``, never under the state folder; it is checked before
 the open and again on the file actually opened, which must be a regular file. A refused
 path is an error that says nothing about the file, not even whether it exists.
 """
