@@ -393,3 +393,10 @@ def test_the_system_config_publishes_and_the_default_does_not() -> None:
         assert s.publish and s.publish_dir is None
         assert "StateDirectoryMode=0710" in (folder / "searchd.service").read_text()
     assert not Settings().publish
+
+
+def test_the_worker_gets_an_absolute_publish_dir() -> None:
+    from searchd.supervisor.handle import _absolute
+    s = _absolute(Settings(publish=True, publish_dir=Path("results")))
+    assert s.publish_dir == Path("results").absolute()
+    assert _absolute(Settings()).publish_dir is None

@@ -109,7 +109,9 @@ def _absolute(settings: Settings) -> Settings:
     """The settings with absolute folders: the worker runs in another directory."""
     return dataclasses.replace(settings, state_dir=settings.state_dir.absolute(),
                                jobs_dir=settings.jobs_dir.absolute(),
-                               data_dirs=tuple(d.absolute() for d in settings.data_dirs))
+                               data_dirs=tuple(d.absolute() for d in settings.data_dirs),
+                               publish_dir=None if settings.publish_dir is None
+                               else settings.publish_dir.absolute())
 
 
 def job_dir(settings: Settings, job_id: str) -> Path:
