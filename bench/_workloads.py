@@ -147,6 +147,39 @@ estimator = "KNeighborsClassifier"
 grid = { n_neighbors = { range = [1, 10] } }
 """))
 SEED = {w.name: w for w in (SEED_FOREST, SEED_KNN)}
+
+#: issue 15's shared preprocessing: one scale + PCA per fold for all 30 SVC candidates
+SHARED_PCA = Workload(
+    "shared-pca", "digits, StandardScaler + PCA(40, randomized, random_state=0) + SVC over "
+    "C (6) x gamma (5): 30 candidates x 5 folds = 150 fits (searchd: 5 preprocessing fits)",
+    full=_job("sklearn:digits", """
+[[preprocess]]
+name = "scale"
+estimator = "StandardScaler"
+
+[[preprocess]]
+name = "pca"
+estimator = "PCA"
+params = { n_components = 40, svd_solver = "randomized", random_state = 0 }
+
+[models.svc]
+estimator = "SVC"
+grid = { C = { logspace = [-1, 2, 6] }, gamma = { logspace = [-4, -2, 5] } }
+"""),
+    quick=_job("sklearn:digits", """
+[[preprocess]]
+name = "scale"
+estimator = "StandardScaler"
+
+[[preprocess]]
+name = "pca"
+estimator = "PCA"
+params = { n_components = 40, svd_solver = "randomized", random_state = 0 }
+
+[models.svc]
+estimator = "SVC"
+grid = { C = [1.0, 10.0], gamma = [0.001] }
+"""))
 ALL = {**PAIRED, BIG.name: BIG}
 
 
