@@ -326,3 +326,27 @@ def test_features_and_drop_are_checked_with_the_job(data: str, message: str) -> 
     with pytest.raises(JobSpecError) as e:
         parse_job(text.encode(), Path("jobs/j.toml"), 10**6)
     assert str(e.value) == f"jobs/j.toml: {message}"
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ('columns = ["age", "income"]', 'columns = ["age", "incme"]',
+     "preprocess[0].params.transformers[1].columns: {csv}: no column 'incme' among the "
+     "features (4 columns)"),
+    ('columns = ["age", "income"]', 'columns = ["age", "score"]',  # dropped by data.drop
+     "preprocess[0].params.transformers[1].columns: {csv}: no column 'score'"),
+    ('source = "csv:data/mixed.csv"\ntarget = "label"\ndrop = ["score"]',
+     'source = "sklearn:iris"',
+     "preprocess[0].params.transformers[0].columns: columns by name or dtype need a csv: or "
+     "parquet: source (the data is an array)"),
+])
+def test_a_transformers_columns_are_checked_against_the_data(
+        tmp_path: Path, old: str, new: str, message: str) -> None:
+    """Caught when the data loads (worker and validate), not as a failure in every fit."""
+    text = MIXED.read_text()
+    assert old in text
+    spec, s = _spec(tmp_path, text.replace(old, new, 1).replace(
+        "test_size = 0.2\n", "test_size = 0.2\n" if "iris" not in new else ""))
+    with pytest.raises(DataError) as e:
+        load_dataset(spec, True)
+    assert str(e.value).startswith(f"{spec.path}: ")
+    assert message.format(csv=s.jobs_dir / "data" / "mixed.csv") in str(e.value)

@@ -9,15 +9,16 @@ selector becomes ``make_column_selector``. Every estimator is built by the allow
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from sklearn.compose import make_column_selector
 from sklearn.pipeline import Pipeline, make_pipeline
 
-from searchd.errors import JobSpecError
+from searchd.errors import DataError, JobSpecError
 from searchd.jobs.columns import SPECIAL
-from searchd.jobs.spec import Value
+from searchd.jobs.messages import clip
+from searchd.jobs.spec import JobSpec, Value
 
 #: (estimator name, params, where) → the built estimator
 Build = Callable[[str, Mapping[str, Value], str], Any]
@@ -63,3 +64,47 @@ def selection(columns: Value) -> Any:
     return make_column_selector(pattern=columns.get("pattern"),
                                 dtype_include=columns.get("dtype"),
                                 dtype_exclude=columns.get("exclude"))
+
+
+def check_columns(job: JobSpec, X: Any, shown: str) -> None:
+    """Every column a transformer names must be one of the data's (a typo would fail every
+    fit); names and dtype selectors need a DataFrame (a csv: or parquet: source)."""
+    frame = hasattr(X, "columns")
+    have = {str(c) for c in X.columns} if frame else set()
+    for key, t in _tables(job):
+        cols = t["columns"]
+        if not frame:
+            raise DataError(f"{job.path}: {key}.columns: columns by name or dtype need a csv: "
+                            "or parquet: source (the data is an array)")
+        if isinstance(cols, list):
+            for c in cols:
+                if c not in have:
+                    raise DataError(f"{job.path}: {key}.columns: {shown}: no column "
+                                    f"{clip(repr(c))} among the features ({len(have):,} "
+                                    "columns)")
+
+
+def _tables(job: JobSpec) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(key, table) of every column transformer the job file gives, wherever it sits."""
+    for i, s in enumerate(job.preprocess):
+        yield from _walk(dict(s.params), f"preprocess[{i}].params")
+    for m in job.models:
+        yield from _walk(dict(m.params), f"models.{m.name}.params")
+        for g, grid in enumerate(m.grid):
+            for k, values in grid.items():
+                if isinstance(values, list):
+                    yield from _walk(values, f"models.{m.name}.grid[{g}].{k}")
+
+
+def _walk(value: Any, key: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    if is_transformer(value):
+        yield key, value
+        for i, s in enumerate(value.get("steps", [])):
+            yield from _walk(s, f"{key}.steps[{i}]")
+        yield from _walk(value.get("params", {}), f"{key}.params")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _walk(v, f"{key}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _walk(v, f"{key}[{i}]")
