@@ -23,6 +23,15 @@ from searchd.worker.job import JobRun
 
 pytestmark = pytest.mark.timeout(180)  # a loaded 2-core machine runs these 4x slower
 
+
+@pytest.fixture(autouse=True)
+def _no_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The jobs here run in this process; drawing their HTML report (matplotlib, a third of
+    a run's time) is tests/test_report.py's business."""
+    from searchd.worker import reporting
+    monkeypatch.setattr(reporting.ReportKeeper, "tick", lambda self, now: None)
+    monkeypatch.setattr(reporting.ReportKeeper, "finish", lambda self, timeout=60.0: None)
+
 HEAD = """
 [data]
 source = "sklearn:iris"
@@ -111,18 +120,20 @@ def test_type_removed_then_restored_and_a_type_added(tmp_path: Path) -> None:
     assert n == (3 + 3) * 3
     res, n, _ = run(tmp_path, text(tree=False))
     assert n == 0 and list(res.models) == ["knn"]
+    model = tmp_path / "state" / "j" / "model-tree.ckpt"
+    refitted = model.stat().st_mtime_ns
     res, n, _ = run(tmp_path, text(tree=True))
     assert n == 0 and list(res.models) == ["knn", "tree"]
-    assert res["tree"].best_estimator_ is not None
+    assert res["tree"].best_estimator_ is not None and res["tree"].state == "done"
+    assert model.stat().st_mtime_ns == refitted, "its best is the same: no refit"
     same_as_gridsearch(tmp_path, res)
     # a type added: only its fits
     res, n, _ = run(tmp_path, text(tree=True) + """
-[models.lr]
-estimator = "LogisticRegression"
-params = { max_iter = 300 }
-grid = { C = [0.1, 1.0] }
+[models.nb]
+estimator = "GaussianNB"
+grid = { var_smoothing = [1e-9, 1e-3] }
 """)
-    assert n == 2 * 3 and list(res.models) == ["knn", "tree", "lr"]
+    assert n == 2 * 3 and list(res.models) == ["knn", "tree", "nb"]
     same_as_gridsearch(tmp_path, res)
 
 

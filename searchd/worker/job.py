@@ -46,7 +46,15 @@ from searchd.worker.plan import Scoring, Split, add_batch, empty_results, splits
 from searchd.worker.poison import MAX_FIT_DEATHS, TIMEOUT_EXIT, FitGuard, FitRecord, task_tag
 from searchd.worker.refit import Refit
 from searchd.worker.reporting import ReportKeeper
-from searchd.worker.resume import Start, model_matches, reuse_event, settle, start, unchanged_done
+from searchd.worker.resume import (
+    Start,
+    model_matches,
+    reuse_event,
+    settle,
+    settle_from_model,
+    start,
+    unchanged_done,
+)
 from searchd.worker.runner import Runner, job_n_jobs, make_runner
 from searchd.worker.strategy import Strategy, strategy_for
 
@@ -236,6 +244,8 @@ class JobRun:
             self.batches[m.name] = self._next_batch(m.name) or []
             if res.state != DONE:
                 settle(res, prev)
+            if res.state != DONE and res.fits_done == res.fits_total:  # a type put back
+                settle_from_model(res, self.store.read(f"model-{m.name}")[0])
             if res.fits_done:
                 log.info("%s: %s: resumed %d of %d fits from the checkpoint",
                          self.job_id, m.name, res.fits_done, res.fits_total)

@@ -116,6 +116,19 @@ def settle(res: ModelResults, prev: ModelResults | None) -> None:
         res.best_index = None  # another best: the type is refitted
 
 
+def settle_from_model(res: ModelResults, ckpt: Any) -> None:
+    """A type put back (or renamed) whose every fold is reused and whose best is the one
+    its ``model-<type>`` checkpoint still holds is done as it was, without a refit."""
+    if res.state == DONE or res.row_iter is not None or not res.keys \
+            or res.fits_done != res.fits_total or not isinstance(ckpt, dict):
+        return
+    res.finish()
+    if model_matches(ckpt, res) and ckpt.get("key") is not None and "spec_key" in ckpt:
+        res.state, res.test_score = DONE, ckpt.get("test_score")
+    else:
+        res.best_index = None
+
+
 def model_matches(ckpt: Any, res: ModelResults) -> bool:
     """A ``model-<type>`` checkpoint holds this type's best (of this estimator)."""
     if not isinstance(ckpt, dict) or res.best_index is None:
@@ -140,4 +153,4 @@ def reuse_event(began: Start, models: dict[str, ModelResults]) -> protocol.Reuse
 
 
 __all__ = ["Start", "context_change", "held_fits", "model_matches", "reuse_event", "settle",
-           "start", "unchanged_done"]
+           "settle_from_model", "start", "unchanged_done"]
