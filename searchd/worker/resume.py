@@ -117,7 +117,7 @@ def settle(res: ModelResults, prev: ModelResults | None) -> None:
 
 
 def settle_from_model(res: ModelResults, ckpt: Any) -> None:
-    """A type put back (or renamed) whose every fold is reused and whose best is the one
+    """A type put back whose every fold is reused and whose best is the one
     its ``model-<type>`` checkpoint still holds is done as it was, without a refit."""
     if res.state == DONE or res.row_iter is not None or not res.keys \
             or res.fits_done != res.fits_total or not isinstance(ckpt, dict):
