@@ -230,3 +230,19 @@ def test_removing_the_best_refits_the_new_best(tmp_path: Path) -> None:
     assert res["knn"].best_params_["n_neighbors"] != best
     assert res["knn"].best_estimator_.get_params()["n_neighbors"] == \
         res["knn"].best_params_["n_neighbors"], "the new best is refitted"
+
+
+def test_data_changed_under_the_same_file_is_archived_not_lost(tmp_path: Path) -> None:
+    import numpy as np
+    from sklearn.datasets import load_iris
+    X, y = load_iris(return_X_y=True)
+    (tmp_path / "jobs").mkdir()
+    np.savez(tmp_path / "jobs" / "d.npz", X=X, y=y)
+    job = text().replace('"sklearn:iris"', '"npz:d.npz"')
+    run(tmp_path, job)
+    np.savez(tmp_path / "jobs" / "d.npz", X=X[::-1], y=y[::-1])  # same file, other rows
+    res, n, _ = run(tmp_path, job)
+    assert n == 9
+    [h] = entries(tmp_path / "state" / "j")
+    assert (h.why, h.fits) == ("the data changed (its content digest)", 9)
+    assert not (tmp_path / "state" / "j" / "quarantine").exists()
