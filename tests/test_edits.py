@@ -246,3 +246,16 @@ def test_data_changed_under_the_same_file_is_archived_not_lost(tmp_path: Path) -
     [h] = entries(tmp_path / "state" / "j")
     assert (h.why, h.fits) == ("the data changed (its content digest)", 9)
     assert not (tmp_path / "state" / "j" / "quarantine").exists()
+
+
+def test_context_fields_a_later_version_added_are_no_change() -> None:
+    from searchd.jobs.context import context_changes
+    old = {"data": {"source": "csv:x.csv", "seed": 0}, "search": {"folds": 3},
+           "preprocess": [{"name": "s", "estimator": "StandardScaler", "params": {}}]}
+    new = {"data": {"source": "csv:x.csv", "seed": 0, "drop": []},
+           "search": {"folds": 3, "shuffle": False},
+           "preprocess": [{"name": "s", "estimator": "StandardScaler", "params": {},
+                           "columns": None}]}
+    assert context_changes(old, new) == []
+    new["data"]["seed"], new["search"]["folds"] = 1, 4
+    assert context_changes(old, new) == ["data.seed", "search.cv"]

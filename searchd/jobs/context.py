@@ -63,14 +63,26 @@ def context_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]
     out: list[str] = []
     for section in ("data", "search"):
         a, b = old.get(section) or {}, new.get(section) or {}
-        for k in sorted(set(a) | set(b), key=lambda k: (k not in b, k)):
-            if canonical_or_repr(a.get(k)) != canonical_or_repr(b.get(k)):
+        for k in [k for k in b if k in a]:
+            if not same(a[k], b[k]):
                 name = f"{section}.{SEARCH_KEYS.get(k, k) if section == 'search' else k}"
                 if name not in out:
                     out.append(name)
-    if canonical_or_repr(old.get("preprocess")) != canonical_or_repr(new.get("preprocess")):
+    if not same(old.get("preprocess") or [], new.get("preprocess") or []):
         out.append("preprocess")
     return out
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as data, where a key only one side has is no difference: a field a later
+    version added to the spec (say ``data.drop``) must not make a checkpoint written before
+    it look like another context (what such a field changes in the data, the data's digest
+    says)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return all(same(a[k], b[k]) for k in a if k in b)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return canonical_or_repr(a) == canonical_or_repr(b)
 
 
 def canonical_or_repr(value: Any) -> str:
