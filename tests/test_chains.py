@@ -20,7 +20,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from threadpoolctl import threadpool_limits
 
 from searchd.worker import chains
-from searchd.worker.chains import TABLE, evaluate_chain, growable, link_ok, plan
+from searchd.worker.chains import evaluate_chain, growable, link_ok, plan, table
 from searchd.worker.prefit import make_cache
 
 pytestmark = pytest.mark.timeout(120)
@@ -77,7 +77,7 @@ def _fresh(template: Any, key: str, sizes: list[int], X: np.ndarray, y: np.ndarr
     return np.column_stack([gs.cv_results_[f"split{f}_test_score"] for f in range(len(splits))])
 
 
-@pytest.mark.parametrize("row", TABLE, ids=lambda r: r.estimator.__name__)
+@pytest.mark.parametrize("row", table(), ids=lambda r: r.estimator.__name__)
 def test_each_row_grows_to_gridsearchs_scores(row: chains.Row) -> None:
     extra = EXTRA[row.estimator.__name__]
     if row.estimator.__name__.startswith("Bagging"):
@@ -95,7 +95,7 @@ def test_each_row_grows_to_gridsearchs_scores(row: chains.Row) -> None:
 
 
 def test_a_chain_inside_a_pipeline_grows_the_model_step() -> None:
-    row = TABLE[0]
+    row = table()[0]
     template = Pipeline([("scale", StandardScaler()),
                          ("model", row.estimator(random_state=0, max_depth=6))])
     key = growable(template)
@@ -153,7 +153,7 @@ def test_unproven_conditions_take_the_plain_path() -> None:
 
 
 def test_plan_groups_a_folds_candidates_by_their_other_parameters() -> None:
-    template = TABLE[0].estimator(random_state=0)
+    template = table()[0].estimator(random_state=0)
     raw = {0: {"n_estimators": 30, "max_depth": 2}, 1: {"n_estimators": 10, "max_depth": 2},
            2: {"n_estimators": 20, "max_depth": 3}, 3: {"n_estimators": 10, "max_depth": 3},
            4: {"n_estimators": 20, "max_depth": 2}, 5: {"n_estimators": 20, "max_depth": -1}}

@@ -6,7 +6,7 @@ scikit-learn designs some estimators' ``warm_start`` so that growing a fitted mo
 one stream, which a warm start advances past the trees it keeps). Where that holds, a
 search over ``n_estimators = 20, 23, ..., 147`` needs one growing forest per fold, not 43.
 
-Only the (estimator, parameter) pairs of :data:`TABLE` chain, each under its conditions;
+Only the (estimator, parameter) pairs of :func:`table` chain, each under its conditions;
 ``tests/test_chains.py`` proves, row by row, that every link's scores equal a fresh fit's
 (``GridSearchCV``'s) to the last bit. Anything else takes the plain path. A link's
 ``fit_time`` is the time of its growth step (the first link's: a fresh fit of its size).
@@ -14,6 +14,7 @@ Only the (estimator, parameter) pairs of :data:`TABLE` chain, each under its con
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,18 +22,6 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.ensemble import (
-    BaggingClassifier,
-    BaggingRegressor,
-    ExtraTreesClassifier,
-    ExtraTreesRegressor,
-    GradientBoostingClassifier,
-    GradientBoostingRegressor,
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
 from sklearn.pipeline import Pipeline
 
 from searchd.jobs.spec import canonical
@@ -63,32 +52,56 @@ class Row:
 
 
 _FOREST = "random_state an integer or None"
-_forest = _seeded
 
-TABLE: tuple[Row, ...] = (
-    Row(RandomForestClassifier, "n_estimators", _FOREST, _forest),
-    Row(RandomForestRegressor, "n_estimators", _FOREST, _forest),
-    Row(ExtraTreesClassifier, "n_estimators", _FOREST, _forest),
-    Row(ExtraTreesRegressor, "n_estimators", _FOREST, _forest),
-    # scikit-learn refuses oob_score with warm_start
-    Row(BaggingClassifier, "n_estimators", _FOREST + ", oob_score false",
-        lambda p: _seeded(p) and not p.get("oob_score")),
-    Row(BaggingRegressor, "n_estimators", _FOREST + ", oob_score false",
-        lambda p: _seeded(p) and not p.get("oob_score")),
-    # early stopping looks at the stages it has: a grown model may stop where a fresh one
-    # of the same size would not
-    Row(GradientBoostingClassifier, "n_estimators", _FOREST + ", n_iter_no_change None",
-        lambda p: _seeded(p) and p.get("n_iter_no_change") is None),
-    Row(GradientBoostingRegressor, "n_estimators", _FOREST + ", n_iter_no_change None",
-        lambda p: _seeded(p) and p.get("n_iter_no_change") is None),
-    # early_stopping="auto" turns on above 10,000 samples; only false is exact everywhere
-    Row(HistGradientBoostingClassifier, "max_iter", _FOREST + ", early_stopping false",
-        lambda p: _seeded(p) and p.get("early_stopping") is False),
-    Row(HistGradientBoostingRegressor, "max_iter", _FOREST + ", early_stopping false",
-        lambda p: _seeded(p) and p.get("early_stopping") is False),
-)
+@functools.cache
+def table() -> tuple[Row, ...]:
+    """The (estimator, parameter, conditions) rows, built on first use (importing
+    sklearn.ensemble costs the worker's start half a second)."""
+    from sklearn.ensemble import (
+        BaggingClassifier,
+        BaggingRegressor,
+        ExtraTreesClassifier,
+        ExtraTreesRegressor,
+        GradientBoostingClassifier,
+        GradientBoostingRegressor,
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
 
-_BY_CLASS = {r.estimator: r for r in TABLE}
+    def bagging(p: Params) -> bool:  # scikit-learn refuses oob_score with warm_start
+        return _seeded(p) and not p.get("oob_score")
+
+    def boosting(p: Params) -> bool:
+        # early stopping looks at the stages it has: a grown model may stop where a fresh
+        # one of the same size would not
+        return _seeded(p) and p.get("n_iter_no_change") is None
+
+    def hist(p: Params) -> bool:
+        # early_stopping="auto" turns on above 10,000 samples; only false is exact everywhere
+        return _seeded(p) and p.get("early_stopping") is False
+
+    return (
+        Row(RandomForestClassifier, "n_estimators", _FOREST, _seeded),
+        Row(RandomForestRegressor, "n_estimators", _FOREST, _seeded),
+        Row(ExtraTreesClassifier, "n_estimators", _FOREST, _seeded),
+        Row(ExtraTreesRegressor, "n_estimators", _FOREST, _seeded),
+        Row(BaggingClassifier, "n_estimators", _FOREST + ", oob_score false", bagging),
+        Row(BaggingRegressor, "n_estimators", _FOREST + ", oob_score false", bagging),
+        Row(GradientBoostingClassifier, "n_estimators", _FOREST + ", n_iter_no_change None",
+            boosting),
+        Row(GradientBoostingRegressor, "n_estimators", _FOREST + ", n_iter_no_change None",
+            boosting),
+        Row(HistGradientBoostingClassifier, "max_iter", _FOREST + ", early_stopping false",
+            hist),
+        Row(HistGradientBoostingRegressor, "max_iter", _FOREST + ", early_stopping false",
+            hist),
+    )
+
+
+def _row(cls: type) -> Row | None:
+    return next((r for r in table() if r.estimator is cls), None)
 
 
 def model_of(est: Any) -> tuple[Any, str]:
@@ -103,10 +116,10 @@ def model_of(est: Any) -> tuple[Any, str]:
 
 def growable(template: Any) -> str | None:
     """The key (as the template's ``set_params`` takes it) of the parameter its candidates
-    could chain on, if its model's class is in :data:`TABLE` (exactly: a subclass may
+    could chain on, if its model's class is in :func:`table` (exactly: a subclass may
     change what warm_start does)."""
     model, prefix = model_of(template)
-    row = _BY_CLASS.get(type(model))
+    row = _row(type(model))
     return None if row is None else prefix + row.param
 
 
@@ -123,7 +136,7 @@ def link_ok(template: Any, key: str, params: Params) -> bool:
         return False
     est = clone(template).set_params(**params)
     model, _ = model_of(est)
-    row = _BY_CLASS.get(type(model))
+    row = _row(type(model))
     return row is not None and prefix_key(est, row) == key and \
         row.exact(model.get_params(deep=False))
 
@@ -326,6 +339,6 @@ def evaluate_chain(template: Any, key: str, links: Sequence[tuple[int, Params, s
         yield Outcome(i, fold, scores, fit_time, time.time() - start, None)
 
 
-__all__ = ["TABLE", "Row", "as_task", "count_chains", "describe", "evaluate_chain", "growable",
-           "link_ok", "longest_first", "model_plan", "named", "plan", "tags", "unchain",
-           "without"]
+__all__ = ["Row", "as_task", "count_chains", "describe", "evaluate_chain", "growable",
+           "link_ok", "longest_first", "model_plan", "named", "plan", "table", "tags",
+           "unchain", "without"]
