@@ -75,7 +75,8 @@ def submit(job: dict[str, Any] | str | Path, X: Any = None, y: Any = None, *,
         assert doc is not None
         data_name = f"{name}-data-{digest}{data_suffix}"  # new data: a new file, a new job
         given = doc.get("data")
-        table = {k: v for k, v in (given if isinstance(given, dict) else {}).items() if k not in ("source", "target", "params")}
+        table = {k: v for k, v in (given if isinstance(given, dict) else {}).items()
+                 if k not in ("source", "target", "params")}
         if data_suffix == ".npz":  # no columns to choose from
             table = {k: v for k, v in table.items() if k not in ("features", "drop")}
         doc["data"] = {**table, "source": f"{data_suffix[1:]}:{data_name}", **data_keys}
