@@ -76,9 +76,9 @@ def load_dataset(job: JobSpec, classification: bool, data_dirs: Sequence[Path] =
     nothing larger than ``max_bytes`` is read, and the CV splits count against it too.
     """
     X, y, source_digest = _load(job, DataPlaces(tuple(data_dirs), state_dir, max_bytes))
-    kind, _, rest = job.data.source.partition(":")
+    source, _, rest = job.data.source.partition(":")
     check_columns(job, X, clip(str(data_path(job, rest, "")), PATH_CHARS)
-                  if kind in ("csv", "parquet") else job.data.source)
+                  if source in ("csv", "parquet") else job.data.source)
     kind = _check_labels(job, y) if classification else None
     X_test = y_test = None
     if job.data.test_size is not None:
