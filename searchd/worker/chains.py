@@ -134,7 +134,10 @@ def link_ok(template: Any, key: str, params: Params) -> bool:
     class with a size for ``key`` and every condition holds."""
     if _size(params.get(key)) is None:
         return False
-    est = clone(template).set_params(**params)
+    try:
+        est = clone(template).set_params(**params)
+    except (ValueError, TypeError, AttributeError):  # the fit will say what is wrong
+        return False
     model, _ = model_of(est)
     row = _row(type(model))
     return row is not None and prefix_key(est, row) == key and \
