@@ -151,6 +151,8 @@ def test_validate_says_how_the_fits_run_as_chains(tmp_path: Path,
     assert "36 fits (18 as 6 chains)" in out  # gb: early stopping's half is plain
     knn = [line for line in out.splitlines() if "KNeighborsClassifier" in line]
     assert knn and "chains" not in knn[0]
+    # the scaler: once per fold for all 3 k-NN candidates
+    assert knn[0].endswith("9 fits; preprocessing fitted 3 times (shared)")
 
 
 def test_chains_on_a_dask_cluster() -> None:

@@ -123,6 +123,8 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     from searchd.worker.chains import describe, model_plan
     for m, entry in zip(spec.models, models, strict=True):  # warm-start chains' share
         entry.update(model_plan(spec, m, templates[m.name], settings.allow_modules))
+        if not settings.preprocess_cache_mb or entry["preprocess_fits"] >= entry["fits"]:
+            entry["preprocess_fits"] = 0  # not shared, or nothing saved
     plan = {"job": spec.id, "file": str(args.file), "data": spec.data.source, **info,
             "folds": spec.search.folds, "scoring": list(spec.search.scoring or ["score"]),
             "models": models, "candidates": sum(m["candidates"] for m in models),
@@ -139,7 +141,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
         kind = "" if m["search"] == "grid" else f" ({m['search']})"
         print(f"  {m['name']:<{width}}  {m['estimator'] + kind:<32} {m['candidates']:>7,} "
               f"candidates {m['fits']:>9,} fits"
-              f"{describe(m['fits'], m['chains'], m['chained_fits'])}")
+              f"{describe(m['fits'], m['chains'], m['chained_fits'], m['preprocess_fits'])}")
         for r in m.get("rounds", []):
             print(f"  {'':<{width}}    round {r['iter'] + 1}/{len(m['rounds'])}: "
                   f"{r['candidates']:,} candidates × {r['resources']:,} {m['resource']}, "

@@ -268,23 +268,32 @@ def model_plan(job: Any, model: Any, template: Any, allow: Sequence[str]) -> dic
     halving type's candidates are not known before it runs: none counted)."""
     from searchd.worker.estimators import build_candidate
     from searchd.worker.plan import candidates
-    key = growable(template)
-    if key is None or model.search.kind != "grid":
-        return {"chains": 0, "chained_fits": 0}
+    from searchd.worker.prefit import prefix_fits
+    if model.search.kind != "grid":
+        return {"chains": 0, "chained_fits": 0, "preprocess_fits": 0}
     raw = candidates(model)
     where = f"{job.path}: models.{model.name}.grid"
     built = {i: build_candidate(p, job, allow, where) for i, p in enumerate(raw)}
+    shared = prefix_fits(template, list(built.values()), job.search.folds)
+    key = growable(template)
+    if key is None:
+        return {"chains": 0, "chained_fits": 0, "preprocess_fits": shared}
     pending = [(i, f) for f in range(job.search.folds) for i in range(len(raw))]
     n, fits = count_chains(plan(template, pending, built, raw,
                                 {s.name for s in job.preprocess}))
-    return {"chains": n, "chained_fits": fits}
+    return {"chains": n, "chained_fits": fits, "preprocess_fits": shared}
 
 
-def describe(fits: int, chains: int, chained: int) -> str:
-    """" as 5 chains" (every fit in one), " (200 as 5 chains)", or nothing."""
-    if not chains:
-        return ""
-    return f" as {chains:,} chains" if chained == fits else f" ({chained:,} as {chains:,} chains)"
+def describe(fits: int, chains: int, chained: int, preprocess: int = 0) -> str:
+    """" as 5 chains" (every fit in one), " (200 as 5 chains)", or nothing; and
+    "; preprocessing fitted 5 times (shared)" when it is."""
+    text = ""
+    if chains:
+        text = f" as {chains:,} chains" if chained == fits else \
+            f" ({chained:,} as {chains:,} chains)"
+    if preprocess:
+        text += f"; preprocessing fitted {preprocess:,} times (shared)"
+    return text
 
 
 def count_chains(units: Sequence[Sequence[Pair]]) -> tuple[int, int]:

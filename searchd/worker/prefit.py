@@ -21,6 +21,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 #: the default of the ``preprocess_cache_mb`` setting (MiB per process)
@@ -132,5 +133,21 @@ def fit_shared(est: Pipeline, key: str, cache: PrefixCache, X: Any, y: Any) -> N
     est.steps[-1][1].fit(Xt, y)
 
 
+def prefix_fits(template: Any, candidates: list[dict[str, Any]], folds: int) -> int:
+    """For ``validate``: the preprocessing fits a grid's candidates need when shared (one
+    per fold and distinct preprocessing), or 0 when nothing is shared."""
+    keys = set()
+    for params in candidates:
+        try:
+            est = clone(template).set_params(**params)
+        except (ValueError, TypeError, AttributeError):
+            return 0
+        key = shared_key(est, np.zeros(0, dtype=np.int64))
+        if key is None:
+            return 0
+        keys.add(key)
+    return len(keys) * folds
+
+
 __all__ = ["DEFAULT_MB", "PrefixCache", "fit_prefix", "fit_shared", "make_cache",
-           "shared_key"]
+           "prefix_fits", "shared_key"]
