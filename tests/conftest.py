@@ -32,17 +32,19 @@ def _no_user_config(tmp_path_factory: pytest.TempPathFactory,
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "no-xdg-config"))
 
 
-@pytest.fixture(autouse=True)
-def _solo_tests_run_alone(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Under pytest-xdist (``-n N``), a test marked ``solo`` (one that reads the machine's load,
-    or times itself) waits until the tests running in the other workers end, and holds the
-    others back while it runs: a readers-writer lock on two files every worker opens. The
-    ``gate`` gives the waiting solo test priority, so a stream of other tests cannot starve it."""
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
+                            ) -> Iterator[None]:
+    """Under pytest-xdist (``-n N``), a test marked ``solo`` (one that reads the machine's load)
+    waits until the tests running in the other workers end, and holds the others back while
+    it runs: a readers-writer lock on two files every worker opens. The ``gate`` gives the
+    waiting solo test priority, so a stream of other tests cannot starve it. The wait is
+    outside the test's own timeout (this wrapper runs before pytest-timeout's)."""
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
     if run is None:  # one process: nothing else runs at the same time
         yield
         return
-    solo = request.node.get_closest_marker("solo") is not None
+    solo = item.get_closest_marker("solo") is not None
     base = Path(tempfile.gettempdir()) / f"searchd-tests-{run}"
     with open(f"{base}.gate", "ab") as gate, open(f"{base}.room", "ab") as room:
         fcntl.flock(gate, fcntl.LOCK_EX)
