@@ -273,6 +273,7 @@ class Daemon:
         self.worker = self.launcher(self.settings, rec.id, self.log_format)
         rec.to(S.RUNNING)
         rec.started_at = rec.started_at or self.clock.time()
+        rec.done_at = None  # this session's Done is still to come
         self._slice_from = rec.run_seconds
         rec.disk_error = None
         self.fold.new_session(rec.id)
@@ -283,8 +284,8 @@ class Daemon:
         if w is None:
             return
         rec = self.records[w.job_id]
-        if self.pausing.suspended_since is None:
-            rec.run_seconds += elapsed
+        if self.pausing.suspended_since is None and rec.done_at is None:
+            rec.run_seconds += elapsed  # (after Done, the worker only draws its final report)
         self._read_events(rec, w)
         code = w.poll()
         if code is None:
