@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import signal
 import time
 from pathlib import Path
@@ -192,7 +193,8 @@ grid = { poly__degree = [1, 8] }
         assert not math.isnan(cv[f"split{f}_test_score"][by_degree[1]])
     errors = _errors(env, "mem")
     assert len(errors) == 3 and all("MemoryError" in e for e in errors), errors
-    assert "capped at 1024 MiB" in env.log()
+    # 1024 MiB a process, or what it already maps + 256 MiB if that is more (said in the log)
+    assert re.search(r"capped at \d+ MiB each", env.log()), env.log()[-3000:]
 
 
 @pytest.mark.timeout(120)
