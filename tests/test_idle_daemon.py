@@ -471,7 +471,9 @@ def test_sigterm_while_suspended_resumes_flushes_and_exits(env: Env) -> None:
     env.cli("pause", check=True)
     assert wait_until(lambda: all_stopped(daemon.pid), 3.0) is not None
     assert stop_daemon(daemon, within=10.0) == 0
-    assert not env.leftovers()
+    # a pool process may still be on its way out when the supervisor has exited (seen once
+    # under pytest -n 3): a few seconds, never for good
+    env.wait_for(lambda: not env.leftovers(), 5, "the worker's pool processes to exit")
     # with a 60 s interval only the warm stop's flush, after resuming the tree, saved these
     res = load_results("warm", env.state, with_estimators=False)
     assert sum(m.fits_done for m in res.models.values()) >= 30
