@@ -2,7 +2,7 @@
 label, for the mixed-data example job (jobs/mixed.toml). Deterministic: the same bytes on
 every run (numpy's seeded generator, fixed formatting).
 
-    python jobs/data/make_mixed.py
+    python tools/make_mixed.py
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def rows(seed: int = 0) -> list[list[str]]:
 
 
 def main() -> None:
-    path = Path(__file__).with_name("mixed.csv")
+    path = Path(__file__).resolve().parent.parent / "jobs" / "data" / "mixed.csv"
     path.write_text("".join(",".join(r) + "\n" for r in rows()))
     print(f"{path}: {ROWS} rows")
 
