@@ -49,9 +49,11 @@ def atomic_write(path: Path, data: bytes, durable: bool = True, mode: int = 0o60
     folder; on any error the temp file is removed and the old file is untouched.
     """
     tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)  # exactly ``mode``, past the umask
             f.write(data)
             f.flush()
             if durable:

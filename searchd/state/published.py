@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import stat
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 from searchd.errors import SettingsError
 from searchd.jobs.ids import job_id_problem
 from searchd.settings import Settings
-from searchd.state.files import KEY_FILE, PUBLISHED, TMP_MARK, fsync_dir
+from searchd.state.files import KEY_FILE, PUBLISHED, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -110,24 +109,7 @@ def publish_file(folder: Path, name: str, data: bytes, durable: bool = True,
     """Replace ``folder/name`` with ``data`` atomically, mode 0640; only allowed names."""
     if not allowed_name(name, root):
         raise ValueError(f"{name!r} is not something searchd publishes")
-    path = folder / name
-    tmp = folder / f".{name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), FILE_MODE)  # past the umask: the group reads it
-            f.write(data)
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    if durable:
-        fsync_dir(folder)
+    atomic_write(folder / name, data, durable, mode=FILE_MODE)
 
 
 def remove_stale(folder: Path, keep: set[str]) -> None:
