@@ -266,3 +266,43 @@ grid = {{ alpha = {{ logspace = [-6, 0, 20000] }}, hidden_layer_sizes = [[{sizes
     assert "nothing to flush yet" in log
     assert "SIGKILL" not in log and "killing" not in log.lower(), log[-2000:]
     assert json.loads((env.state / "prep" / "summary.json").read_text())["state"] == "queued"
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_while_the_worker_imports_is_a_clean_stop(tmp_path: Path) -> None:
+    """SIGTERM as soon as the worker's first handler is in place (its imports of
+    scikit-learn and pandas still to come): the worker stops by itself, exit 10, and says
+    so, instead of dying by the signal or vanishing without a word."""
+    import os
+    import subprocess
+    import sys
+
+    from searchd import protocol
+    from searchd.settings import Settings
+    state, jobs = tmp_path / "state", tmp_path / "jobs"
+    jobs.mkdir()
+    load_key(state, create=True)
+    (state / "j").mkdir(mode=0o700)
+    (state / "j" / "job.toml").write_text('[data]\nsource = "sklearn:iris"\n'
+                                          '[models.knn]\nestimator = "KNeighborsClassifier"\n')
+    settings = Settings(state_dir=state, jobs_dir=jobs, n_jobs=1)
+    proc = subprocess.Popen([sys.executable, "-m", "searchd.worker", "--job", "j",
+                             "--settings", protocol.encode_settings(settings)],
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "SEARCHD_LOG_FORMAT": "%(message)s"})
+    try:
+        status = Path(f"/proc/{proc.pid}/status")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # SigCgt: the mask of caught signals, in hex
+            caught = next((line for line in status.read_text().splitlines()
+                           if line.startswith("SigCgt:")), "SigCgt: 0")
+            if int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)):
+                break
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=40)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == protocol.Exit.STOPPED, err
+    assert "j: stopping: nothing to flush yet" in err, err

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 
 from searchd import lifeline as guard
 from searchd import protocol
@@ -28,7 +29,8 @@ from searchd.worker.job import POOL_DATA, JobRun
 log = logging.getLogger("searchd.worker")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None,
+         stopped_early: Callable[[], bool] = lambda: False) -> int:
     p = argparse.ArgumentParser(prog="searchd.worker")
     p.add_argument("--job", required=True)
     p.add_argument("--events-fd", type=int)
@@ -48,20 +50,27 @@ def main(argv: list[str] | None = None) -> int:
     events = Events(args.events_fd)
     job_dir = settings.job_dir(args.job)
     run: JobRun | None = None
+    stop = False
 
     def on_term(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
         if run is not None:
             run.stop_requested = True  # the control thread flushes and exits
-        else:
-            raise SystemExit(Exit.STOPPED)
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; Ctrl-C hits the group
+    stop = stop or stopped_early()  # a SIGTERM while this process was still importing
+    if stop:
+        log.info("%s: stopping: nothing to flush yet", args.job)
+        events.send(protocol.Stopped())
+        return Exit.STOPPED
     try:
         with exclusive(job_dir / "job.lock", f"job {args.job}"):
             clean_temp_files(job_dir)
             shutil.rmtree(job_dir / POOL_DATA, ignore_errors=True)  # a killed run's
             run = JobRun(job_dir, args.job, settings, events)
+            run.stop_requested = run.stop_requested or stop
             code = run.run()
             run.guard.forget()  # every fit ended as it should: no record names a death
         # Skip loky's leisurely teardown (~0.6 s): everything is flushed and reported.
