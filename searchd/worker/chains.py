@@ -217,13 +217,16 @@ def longest_first(units: Sequence[list[Pair]], seconds: Callable[[], np.ndarray]
 
 def as_task(unit: list[Pair], built: Mapping[int, dict[str, Any]], key: str | None,
             split: Any = None) -> Any:
-    """A unit as an ``evaluate.Task``: a chain names its growing key and further links."""
+    """A unit as an ``evaluate.Task``: a chain names its growing key and further links; a
+    run of shared preprocessing (:class:`searchd.worker.prefit.Run`, or ``key`` None) its
+    further tasks, each fitted fresh."""
     from searchd.worker.evaluate import Task
+    from searchd.worker.prefit import Run
     (i, f), links = unit[0], unit[1:]
     if not links:
         return Task(i, f, built[i], split=split)
-    assert key is not None
-    return Task(i, f, built[i], split=split, grow=key,
+    grow = "" if isinstance(unit, Run) or key is None else key
+    return Task(i, f, built[i], split=split, grow=grow,
                 links=tuple((j, built[j], "") for j, _ in links))
 
 
@@ -297,8 +300,9 @@ def describe(fits: int, chains: int, chained: int, preprocess: int = 0) -> str:
 
 
 def count_chains(units: Sequence[Sequence[Pair]]) -> tuple[int, int]:
-    """(chains, fits in them) among ``units``."""
-    chains = [u for u in units if len(u) > 1]
+    """(chains, fits in them) among ``units`` (a run of shared preprocessing is none)."""
+    from searchd.worker.prefit import Run
+    chains = [u for u in units if len(u) > 1 and not isinstance(u, Run)]
     return len(chains), sum(len(u) for u in chains)
 
 

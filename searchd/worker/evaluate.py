@@ -46,7 +46,8 @@ class Task:
     #: the task's name in fit records and strikes (``poison.task_tag``)
     tag: str = ""
     #: a warm-start chain (:mod:`searchd.worker.chains`): the parameter key it grows and
-    #: the links after this task's own, (row, parameters, tag), by size ascending
+    #: the links after this task's own, (row, parameters, tag), by size ascending; links
+    #: without ``grow``: a run of tasks sharing their preprocessing (``prefit.runs``)
     grow: str = ""
     links: tuple[tuple[int, dict[str, Any], str], ...] = ()
 
@@ -100,13 +101,19 @@ def run_task(template: Any, t: Task, X: Any, y: np.ndarray,
              splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring,
              record: poison.FitRecord | None = None, cache: PrefixCache | None = None
              ) -> Iterator[Outcome]:
-    """A task's outcomes as each is scored: one, or a chain's links one by one (each
-    named in ``record`` while it grows: a death or a time limit is that link's)."""
+    """A task's outcomes as each is scored: one, or a chain's or a run's links one by one
+    (each named in ``record`` while it fits: a death or a time limit is that link's)."""
     train, test = t.indices(splits)
     if not t.links:
         yield evaluate(template, t.params, X, y, train, test, scoring, t.i, t.fold, cache)
         return
     links = [(t.i, t.params, t.tag), *t.links]
+    if not t.grow:  # a run: the same preprocessing, each fitted fresh beside the cache
+        for i, params, tag in links:
+            if record is not None:
+                record.start(tag)
+            yield evaluate(template, params, X, y, train, test, scoring, i, t.fold, cache)
+        return
     yield from evaluate_chain(template, t.grow, links, X, y, train, test, scoring, t.fold,
                               None if record is None else record.start, cache)
 

@@ -35,7 +35,7 @@ from searchd.state.files import open_private_append
 from searchd.state.results import DONE, RUNNING, ModelResults
 from searchd.state.signing import load_key
 from searchd.state.store import CheckpointStore
-from searchd.worker import chains
+from searchd.worker import chains, prefit
 from searchd.worker.dask_runner import cluster_address
 from searchd.worker.data import Dataset, load_dataset
 from searchd.worker.estimators import build_candidate, check_model, is_classification
@@ -332,19 +332,25 @@ class JobRun:
         """The pending tasks, longest first: warm-start chains where the type's estimator
         grows exactly (:mod:`searchd.worker.chains`; not in a halving search), else one
         task per (candidate, fold)."""
-        key = None if self.spec.model(name).search.kind == "halving" else \
-            chains.growable(template)
-        if key is None:
+        if self.spec.model(name).search.kind == "halving":
             return (Task(i, f, built[i], split=task_split(res, i, self.splits[f]))
                     for i, f in longest_first(pending, self._task_seconds(res)))
-        units = chains.plan(template, pending, built, res.params,
-                            {s.name for s in self.spec.preprocess})
+        key = chains.growable(template)
+        units = [[p] for p in pending] if key is None else chains.plan(
+            template, pending, built, res.params, {s.name for s in self.spec.preprocess})
         n, fits = chains.count_chains(units)
         if n:
             log.info("%s: %s: runs as warm-start chains: %d fits as %d chains growing %s",
                      self.job_id, name, fits, n, key)
+        if self.cache_mb > 0:  # the tasks sharing a fold's preprocessing: one process each
+            units = prefit.runs(template, units, built, self._slots())
         return (chains.as_task(u, built, key)
                 for u in chains.longest_first(units, self._task_seconds(res)))
+
+    def _slots(self) -> int:
+        """The tasks' processes (or, once connected, the cluster's threads)."""
+        threads = getattr(self.runner, "threads", 0) if self.address else 0
+        return threads or job_n_jobs(self.spec, self.n_jobs)
 
     def _record(self, name: str, res: ModelResults, o: Outcome) -> None:
         with self.lock:

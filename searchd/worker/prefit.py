@@ -10,13 +10,21 @@ the fitted steps and its own model fitted on the kept output: the same objects
 ``Pipeline.fit`` would make, so the scores are the same to the last bit
 (``tests/test_prefit.py``). Only steps that are deterministic are shared: every
 ``random_state`` inside them an integer.
+
+The cache is per process, so the tasks that share a (fold, preprocessing) go to one
+process one after another: :func:`runs` merges them into *runs*, each a unit of work
+like a warm-start chain (fitted in one process, its outcomes one by one), cut into pieces
+small enough that the longest-first order still ends on short work
+(``tests/test_share_prefit.py`` counts the fits the real runner makes).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import joblib
@@ -92,16 +100,85 @@ def _deterministic(step: Any) -> bool:
     return True
 
 
-def shared_key(est: Any, train: np.ndarray) -> str | None:
-    """The cache key of a candidate's preprocessing on a fold's training rows, or None when
-    it is not shared (no preprocessing step, or one that is not deterministic)."""
+def prefix_key(est: Any) -> str | None:
+    """The key of a candidate's preprocessing steps (their parameters), or None when they
+    are not shared (no preprocessing step, or one that is not deterministic)."""
     if not isinstance(est, Pipeline) or len(est.steps) < 2:
         return None
     prefix = est.steps[:-1]
     if not all(s is None or s == "passthrough" or _deterministic(s) for _, s in prefix):
         return None
+    return str(joblib.hash([(n, s) for n, s in prefix]))
+
+
+def shared_key(est: Any, train: np.ndarray) -> str | None:
+    """The cache key of a candidate's preprocessing on a fold's training rows, or None when
+    it is not shared."""
+    prefix = prefix_key(est)
+    if prefix is None:
+        return None
     rows = hashlib.sha256(np.ascontiguousarray(train).tobytes()).hexdigest()[:20]
-    return f"{rows}:{joblib.hash([(n, s) for n, s in prefix])}"
+    return f"{rows}:{prefix}"
+
+
+#: (candidate row, fold)
+Pair = tuple[int, int]
+#: runs are cut so that a batch has at least this many units per process
+UNITS_PER_PROCESS = 4
+
+
+class Run(list[Pair]):
+    """Single tasks of one fold that share their preprocessing: fitted one after another in
+    one process (its cache fits the steps once), each an outcome of its own."""
+
+
+def runs(template: Any, units: Sequence[list[Pair]], built: Mapping[int, dict[str, Any]],
+         processes: int) -> list[list[Pair]]:
+    """``units`` (chains and single tasks) with the single tasks that share a (fold,
+    preprocessing key) merged into :class:`Run` s, each in the place of its first task.
+
+    A run holds at most ``ceil(tasks / (4 × processes))`` tasks, a long one cut into
+    near-equal pieces: a piece costs at most one more fit of the steps, and the order
+    still has enough units to end on short ones. Chains are kept as they are (a chain fits
+    its preprocessing once already)."""
+    cap = max(1, math.ceil(sum(len(u) for u in units) / (UNITS_PER_PROCESS * max(1, processes))))
+    keys: dict[int, str | None] = {}
+    for u in units:
+        if len(u) == 1 and u[0][0] not in keys:
+            keys[u[0][0]] = _candidate_key(template, built[u[0][0]])
+    out: list[list[Pair]] = []
+    groups: dict[tuple[int, str], list[Pair]] = {}
+    for u in units:
+        key = keys.get(u[0][0]) if len(u) == 1 else None
+        if key is None:
+            out.append(u)
+            continue
+        g = (u[0][1], key)
+        if g not in groups:
+            groups[g] = Run()
+            out.append(groups[g])
+        groups[g].append(u[0])
+    return [p for u in out for p in (_pieces(u, cap) if isinstance(u, Run) else [u])]
+
+
+def _pieces(run: Run, cap: int) -> list[list[Pair]]:
+    """``run`` as near-equal runs of at most ``cap`` tasks (a single task: a plain unit)."""
+    k = math.ceil(len(run) / cap)
+    size, extra = divmod(len(run), k)
+    out: list[list[Pair]] = []
+    at = 0
+    for n in range(k):
+        m = size + (1 if n < extra else 0)
+        out.append(Run(run[at:at + m]) if m > 1 else list(run[at:at + m]))
+        at += m
+    return out
+
+
+def _candidate_key(template: Any, params: dict[str, Any]) -> str | None:
+    try:
+        return prefix_key(clone(template).set_params(**params))
+    except (ValueError, TypeError, AttributeError):  # the fit will say what is wrong
+        return None
 
 
 def fit_prefix(est: Pipeline, X: Any, y: Any) -> tuple[list[tuple[str, Any]], Any]:
@@ -149,5 +226,5 @@ def prefix_fits(template: Any, candidates: list[dict[str, Any]], folds: int) -> 
     return len(keys) * folds
 
 
-__all__ = ["DEFAULT_MB", "PrefixCache", "fit_prefix", "fit_shared", "make_cache",
-           "prefix_fits", "shared_key"]
+__all__ = ["DEFAULT_MB", "PrefixCache", "Run", "fit_prefix", "fit_shared", "make_cache",
+           "prefix_fits", "prefix_key", "runs", "shared_key"]
