@@ -255,8 +255,18 @@ def unchain(t: Any) -> list[Any]:
 def without(t: Any, drop: set[str]) -> Any:
     """A chain without the links named in ``drop`` (growing past a size is still exact);
     None when none is left."""
+    return rest_of(t, [u for u in unchain(t) if u.tag not in drop])
+
+
+def not_done(t: Any, done: set[Pair]) -> Any:
+    """A chain or run without its links whose (row, fold) is in ``done``; None when none
+    is left."""
+    return rest_of(t, [u for u in unchain(t) if (u.i, u.fold) not in done])
+
+
+def rest_of(t: Any, rest: list[Any]) -> Any:
+    """``rest`` (some of ``t``'s links, in order) as one task like ``t``."""
     import dataclasses
-    rest = [u for u in unchain(t) if u.tag not in drop]
     if not rest:
         return None
     head = rest[0]
@@ -356,5 +366,5 @@ def evaluate_chain(template: Any, key: str, links: Sequence[tuple[int, Params, s
 
 
 __all__ = ["Row", "as_task", "count_chains", "describe", "evaluate_chain", "growable",
-           "link_ok", "longest_first", "model_plan", "named", "plan", "table", "tags",
-           "unchain", "without"]
+           "link_ok", "longest_first", "model_plan", "named", "not_done", "plan", "table",
+           "tags", "unchain", "without"]

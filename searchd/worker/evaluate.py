@@ -191,12 +191,27 @@ def warm() -> None:
     """A no-op task: returns once a pool process is up."""
 
 
-def evaluate_batch(template: Any, scoring: Scoring, batch: list[Task]) -> list[Outcome]:
-    """In a pool process: ``evaluate`` each task on the data its initializer kept."""
+def evaluate_batch(template: Any, scoring: Scoring, batch: list[Task],
+                   stream: str | None = None) -> list[Outcome]:
+    """In a pool process: ``evaluate`` each task on the data its initializer kept; with a
+    ``stream`` path, the links of a chain or a run are also written there as each is
+    scored (:mod:`searchd.worker.linkstream`), for the worker to record before the batch
+    ends."""
+    from searchd.worker.linkstream import writer_for
     assert _pool_data is not None, "not a searchd pool process"
     X, y, splits = _pool_data
-    return [o for t in _recording(batch)
-            for o in run_task(template, t, X, y, splits, scoring, _record, _cache)]
+    out: list[Outcome] = []
+    writer = writer_for(stream, batch)
+    try:
+        for t in _recording(batch):
+            for o in run_task(template, t, X, y, splits, scoring, _record, _cache):
+                out.append(o)
+                if writer is not None:
+                    writer.put(o)
+    finally:
+        if writer is not None:
+            writer.close()
+    return out
 
 
 def _recording(batch: list[Task]) -> Iterator[Task]:

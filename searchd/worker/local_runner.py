@@ -6,6 +6,7 @@ others still run. See :class:`LocalRunner` for when the pool starts and how it i
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -25,7 +26,7 @@ from joblib.externals.loky import ProcessPoolExecutor
 from joblib.parallel import ParallelBackendBase
 from threadpoolctl import threadpool_limits
 
-from searchd.worker import chains, poison
+from searchd.worker import chains, linkstream, poison
 from searchd.worker.data import nbytes
 from searchd.worker.evaluate import Outcome, Task, evaluate_batch, pool_init, run_task, warm
 from searchd.worker.plan import Scoring
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 BATCH_SECONDS = 0.1
 #: and at most this many tasks
 MAX_BATCH = 500
+#: seconds between two looks at the links the pool's chains and runs have scored
+LINK_POLL = 0.2
 #: data bigger than this goes to the pool's processes as a memory map, not a copy each
 MMAP_BYTES = 32 * 2**20
 #: seconds of fits the worker runs alone before it starts its pool in any case
@@ -88,6 +91,7 @@ class LocalRunner:
         self.threads = max(1, (os.cpu_count() or 1) // self.n_jobs)
         self._lock = threading.Lock()
         self._closed = False
+        self._link_files = itertools.count()
 
     backend = "local"
 
@@ -267,29 +271,67 @@ class LocalRunner:
     def _feed_pool(self, st: TaskStream, pool: ProcessPoolExecutor
                    ) -> tuple[list[Task], str] | None:
         """Feed ``pool`` until the stream is done (None), or until one of its processes
-        died: then the tasks in flight, none of them done, and loky's message."""
-        inflight: dict[Future[list[Outcome]], list[Task]] = {}
+        died: then the tasks in flight, less the links they reported, and loky's message.
+
+        A batch with a chain or a run says its links in a file as each is scored
+        (:mod:`searchd.worker.linkstream`), read here every ``LINK_POLL`` seconds: each
+        link is recorded (and checkpointed) as it arrives, not when its chain ends."""
+        inflight: dict[Future[list[Outcome]], tuple[list[Task], linkstream.Reader | None]] = {}
 
         def submit() -> None:
             if batch := st.take(self._batch(st)):
-                inflight[pool.submit(evaluate_batch, st.template, st.scoring, batch)] = batch
+                reader = self._reader(batch)
+                path = None if reader is None else str(reader.path)
+                inflight[pool.submit(evaluate_batch, st.template, st.scoring, batch,
+                                     path)] = (batch, reader)
 
         for _ in range(2 * (self.n_jobs - 1)):
             submit()
         while inflight:
-            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            polling = any(r is not None for _, r in inflight.values())
+            done, _ = wait(inflight, timeout=LINK_POLL if polling else None,
+                           return_when=FIRST_COMPLETED)
+            for _, reader in inflight.values():
+                for outcome in reader.read() if reader is not None else ():
+                    st.out.put(outcome)
             for f in done:
                 try:
                     outcomes = f.result()
                 except BrokenProcessPool as e:
                     if self.guard is None or self.guard.stopping:
                         raise
-                    return [t for batch in inflight.values() for t in batch], str(e)
-                del inflight[f]
-                for outcome in outcomes:
+                    return self._lost(st, inflight.values()), str(e)
+                batch, reader = inflight.pop(f)
+                if reader is not None:
+                    reader.remove()
+                for outcome in outcomes[reader.count if reader is not None else 0:]:
                     st.out.put(outcome)
                 submit()
         return None
+
+    def _reader(self, batch: list[Task]) -> linkstream.Reader | None:
+        """Where a batch with a chain or a run says its links (None: nowhere to)."""
+        if self.scratch is None or not any(t.links for t in batch):
+            return None
+        self.scratch.mkdir(mode=0o700, exist_ok=True)
+        return linkstream.Reader(self.scratch / f"links-{next(self._link_files)}.jsonl")
+
+    @staticmethod
+    def _lost(st: TaskStream, inflight: Iterable[tuple[list[Task], linkstream.Reader | None]]
+              ) -> list[Task]:
+        """The tasks of batches in flight when their process died, less the links they
+        reported (recorded here: a chain goes on from its first link missing)."""
+        lost: list[Task] = []
+        for batch, reader in inflight:
+            if reader is None:
+                lost.extend(batch)
+                continue
+            for outcome in reader.read():
+                st.out.put(outcome)
+            reader.remove()
+            lost.extend(t for t in (chains.not_done(t, reader.seen) for t in batch)
+                        if t is not None)
+        return lost
 
     def _after_death(self, st: TaskStream, lost: list[Task], message: str) -> None:
         """A pool process died: the task its record names is struck (recorded as failed
