@@ -186,3 +186,45 @@ class _Score:
 
     def __call__(self, est: Any, X: Any, y: Any) -> dict[str, float]:
         return {"score": est.score(X, y)}
+
+
+def test_status_counts_each_link_as_a_result(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """In progress, ``status`` counts results: a chain's links one by one, out of the
+    fits_total that validate states as "N fits as K chains"."""
+    from searchd import protocol
+    from searchd.cli.commands import status_json
+    from searchd.jobs.load import load_job
+    from searchd.state.records import JobRecord
+    from searchd.supervisor.events import EventFold
+    from searchd.supervisor.status import status_line
+    from searchd.worker.chains import describe, model_plan
+    from searchd.worker.estimators import check_model
+
+    text = JOB.split("[models.gb]")[0]  # the rf type: 6 sizes x 2 max_features x 3 folds
+    run = job_run(tmp_path, text)
+    sent: list[protocol.Progress] = []
+    monkeypatch.setattr(run.events, "send", lambda ev: sent.append(ev)
+                        if isinstance(ev, protocol.Progress) else None)
+    record = JobRun._record
+
+    def reporting(self: JobRun, name: str, res: Any, o: Any) -> None:
+        record(self, name, res, o)
+        self.progress(running=name)  # a report after every result
+
+    monkeypatch.setattr(JobRun, "_record", reporting)
+    assert run.run() == 0
+    rec, fold, lines = JobRecord(id="j"), EventFold(), []
+    done = []
+    for ev in sent:
+        fold.apply(rec, ev)
+        if ev.running == "rf":
+            done.append(rec.fits_done)
+            lines.append(status_line(rec, [rec], None))
+    assert done == list(range(37))  # one result at a time, each link one
+    assert rec.fits_total == 36 and status_json(rec)["models"]["rf"]["fits_total"] == 36
+    assert lines[5] == "running j: rf 5/36 fits"
+    spec = load_job(tmp_path / "jobs" / "j.toml", 10**6)
+    m = spec.model("rf")
+    plan = model_plan(spec, m, check_model(spec, m, ()), ())
+    assert describe(36, plan["chains"], plan["chained_fits"]) == " as 6 chains"
