@@ -10,10 +10,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 from sklearn.decomposition import PCA
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -141,3 +142,45 @@ def test_runs_are_cut_to_keep_the_end_short() -> None:
     # a chain stays as it is; one candidate alone in its (fold, key) stays plain
     mixed = runs(template, [[(0, 0), (1, 0)], [(2, 0)]], built, 2)
     assert mixed == [[(0, 0), (1, 0)], [(2, 0)]] and not any(isinstance(u, Run) for u in mixed)
+
+
+def test_runs_share_their_preprocessing_on_a_dask_cluster(tmp_path: Path) -> None:
+    import distributed
+
+    from searchd.worker.chains import as_task
+    from searchd.worker.dask_runner import DaskCluster
+    from searchd.worker.evaluate import Outcome
+    log = tmp_path / "scale-fits.log"
+    X, y = load_iris(return_X_y=True)
+    splits = [(np.asarray(a), np.asarray(b))
+              for a, b in StratifiedKFold(3, shuffle=True, random_state=0).split(X, y)]
+    template = Pipeline([("scale", CountingScaler(str(log))),
+                         ("pca", PCA(svd_solver="randomized", random_state=0)),
+                         ("model", SVC())])
+    grid = {"pca__n_components": [2, 3], "model__C": [0.5, 1.0, 2.0]}
+    params = [dict(p) for p in ParameterGrid(grid)]
+    built = dict(enumerate(params))
+    units = runs(template, [[(i, f)] for i in built for f in range(3)], built, processes=1)
+    assert len(units) == 6 and all(isinstance(u, Run) for u in units)  # 2 sizes x 3 folds
+    tasks = [as_task(u, built, None) for u in units]
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as lc:
+        runner = DaskCluster(lc.scheduler_address, "j", X, y, splits, cache_mb=16)
+        try:
+            out: list[Outcome] = list(runner.stream(template, tasks, _Score(), count=18))
+        finally:
+            runner.close()
+    assert len(log.read_text().splitlines()) == 6  # once per (fold, preprocessing)
+    gs = GridSearchCV(template.set_params(scale__log=str(tmp_path / "gs.log")), grid,
+                      cv=splits).fit(X, y)
+    assert sorted((o.i, o.fold) for o in out) == [(i, f) for i in range(6) for f in range(3)]
+    for o in out:
+        assert params[o.i] == gs.cv_results_["params"][o.i]
+        assert o.scores == {"score": gs.cv_results_[f"split{o.fold}_test_score"][o.i]}
+
+
+class _Score:
+    """A picklable scorer (a Dask cluster ships it)."""
+
+    def __call__(self, est: Any, X: Any, y: Any) -> dict[str, float]:
+        return {"score": est.score(X, y)}

@@ -2,7 +2,8 @@
 
 The worker process connects to the scheduler as a client, scatters the training
 data and the CV splits to every Dask worker once per job, submits one future per
-(candidate, fold) task (a warm-start chain is one task, its links returned together) with
+(candidate, fold) task (a warm-start chain, or a run of tasks sharing their preprocessing,
+is one task, its links returned together) with
 at most ``2 × the cluster's threads`` outstanding (so a stop or a kill loses little), and
 yields each outcome as it completes (``distributed.as_completed``). Checkpoints never
 leave the worker's machine.
@@ -93,11 +94,13 @@ def _evaluate_fold(template: Any, params: dict[str, Any], X: np.ndarray, y: np.n
 
 
 def _evaluate_chain(template: Any, t: Task, X: np.ndarray, y: np.ndarray,
-                    splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring
-                    ) -> list[Outcome]:
-    """Runs on a Dask worker: a warm-start chain's links, returned together."""
+                    splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring,
+                    cache_mb: float = 0.0) -> list[Outcome]:
+    """Runs on a Dask worker: a warm-start chain's or a run's links, returned together;
+    their deterministic preprocessing fitted once for the task (a cache of its own)."""
     from searchd.worker.evaluate import run_task
-    return list(run_task(template, t, X, y, splits, scoring))
+    from searchd.worker.prefit import make_cache
+    return list(run_task(template, t, X, y, splits, scoring, cache=make_cache(cache_mb)))
 
 
 class DaskCluster:
@@ -108,8 +111,10 @@ class DaskCluster:
     processes = None
 
     def __init__(self, address: str, job_id: str, X: np.ndarray, y: np.ndarray,
-                 splits: list[Split]) -> None:
+                 splits: list[Split], cache_mb: float = 0.0) -> None:
         self.address, self.job_id = address, job_id
+        #: MiB of shared preprocessing a chain's or a run's task keeps (0: none)
+        self.cache_mb = cache_mb
         self.X, self.y, self.splits = X, y, splits
         self.client: Any = None
         #: workers and threads the scheduler last reported (None until connected)
@@ -196,7 +201,8 @@ class DaskCluster:
                 # a unique key: the same task resubmitted after a restart is new work
                 key = f"searchd-eval-{uuid.uuid4().hex}"
                 if t.links:
-                    done.add(client.submit(_evaluate_chain, tf, t, Xf, yf, sf, scf, key=key))
+                    done.add(client.submit(_evaluate_chain, tf, t, Xf, yf, sf, scf,
+                                           self.cache_mb, key=key))
                 else:
                     done.add(client.submit(_evaluate_fold, tf, t.params, Xf, yf, sf, scf, t.i,
                                            t.fold, t.split, key=key))

@@ -36,7 +36,7 @@ from searchd.state.results import DONE, RUNNING, ModelResults
 from searchd.state.signing import load_key
 from searchd.state.store import CheckpointStore
 from searchd.worker import chains, prefit
-from searchd.worker.dask_runner import cluster_address
+from searchd.worker.dask_runner import DaskCluster, cluster_address
 from searchd.worker.data import Dataset, load_dataset
 from searchd.worker.estimators import build_candidate, check_model, is_classification
 from searchd.worker.evaluate import Outcome, Task, longest_first
@@ -348,9 +348,11 @@ class JobRun:
                 for u in chains.longest_first(units, self._task_seconds(res)))
 
     def _slots(self) -> int:
-        """The tasks' processes (or, once connected, the cluster's threads)."""
-        threads = getattr(self.runner, "threads", 0) if self.address else 0
-        return threads or job_n_jobs(self.spec, self.n_jobs)
+        """The tasks' processes, or the cluster's threads (connecting to it first)."""
+        if isinstance(self.runner, DaskCluster):
+            self.runner.connect()
+            return max(1, self.runner.threads)
+        return job_n_jobs(self.spec, self.n_jobs)
 
     def _record(self, name: str, res: ModelResults, o: Outcome) -> None:
         with self.lock:

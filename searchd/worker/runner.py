@@ -62,9 +62,9 @@ def make_runner(spec: JobSpec, job_id: str, daemon_n_jobs: int, address: str | N
 
     Nothing starts here: the pool starts once the fits show it is worth it, the cluster
     connects on the first stream. ``cache_mb``: the shared preprocessing each local process
-    keeps (:mod:`searchd.worker.prefit`; a cluster's tasks fit their own).
+    keeps (:mod:`searchd.worker.prefit`), or each chain's or run's task on a cluster.
     """
     if address:
-        return DaskCluster(address, job_id, X, y, splits)
+        return DaskCluster(address, job_id, X, y, splits, cache_mb)
     return LocalRunner(job_n_jobs(spec, daemon_n_jobs), X, y, splits, scratch, guard,
                        cache_mb)
