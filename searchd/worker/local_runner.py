@@ -24,7 +24,7 @@ import numpy as np
 from joblib import effective_n_jobs
 from joblib.externals.loky import ProcessPoolExecutor
 from joblib.parallel import ParallelBackendBase
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from searchd.worker import chains, linkstream, poison
 from searchd.worker.data import nbytes
@@ -92,6 +92,7 @@ class LocalRunner:
         self._lock = threading.Lock()
         self._closed = False
         self._link_files = itertools.count()
+        self._threadpools: ThreadpoolController | None = None  # made at the first fit
 
     backend = "local"
 
@@ -399,7 +400,7 @@ class LocalRunner:
                 batch = st.take()
                 if not batch:
                     return
-                for outcome in self._fit(st, batch[0]):
+                for outcome in self._limited(self._fit(st, batch[0])):
                     yield self._record(outcome)
             st.producers += 1
             threading.Thread(target=self._inline, args=(st,), name="fits", daemon=True).start()
@@ -414,6 +415,24 @@ class LocalRunner:
                     yield self._record(item)
         finally:
             st.close()  # an error, or the consumer stopped: take no more tasks
+
+    def _limited(self, outcomes: Iterator[Outcome]) -> Iterator[Outcome]:
+        """``outcomes``, each computed with the BLAS/OpenMP threads every process of the
+        job gets when n_jobs > 1, as ``GridSearchCV(n_jobs)``'s workers get them: a fit's
+        result can depend on its thread count (k-NN's neighbours at tied distances), so
+        every fit gets the same count, whether the pool is up yet or not (the limits are
+        set around each step only: the consumer's code between outcomes runs unlimited)."""
+        if self.n_jobs == 1:
+            yield from outcomes
+            return
+        if self._threadpools is None:
+            self._threadpools = ThreadpoolController()
+        while True:
+            with self._threadpools.limit(limits=self.threads):
+                outcome = next(outcomes, None)
+            if outcome is None:
+                return
+            yield outcome
 
     def _record(self, outcome: Outcome) -> Outcome:
         self._tasks_seen += 1
