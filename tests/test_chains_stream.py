@@ -5,6 +5,7 @@ in is data, read back to the bit."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,10 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from searchd.worker import linkstream
-from searchd.worker.chains import as_task
+from searchd.worker.chains import as_task, named
 from searchd.worker.evaluate import Outcome
 from searchd.worker.local_runner import LocalRunner
+from searchd.worker.poison import FitGuard
 from searchd.worker.taskstream import END, TaskStream
 
 pytestmark = pytest.mark.timeout(120)
@@ -99,3 +101,55 @@ def test_the_link_file_is_read_back_to_the_bit(tmp_path: Path) -> None:
         f.write(linkstream.encode(sent[1])[10:] + b'{"i": "not a row"}\n')
     assert r.read() == [sent[1]] and r.count == 2 and r.seen == {(0, 1), (1, 1)}
     assert r.read() == []  # the bad line ended the reading; the batch's result says the rest
+
+
+class DiesAtLink:
+    """Scores as ``est.score``; the first time a link of size ``size`` is scored, its
+    process dies (a marker file says it did); every scoring is logged to ``log``."""
+
+    def __init__(self, size: int, marker: str, log: str) -> None:
+        self.size, self.marker, self.log = size, marker, log
+
+    def __call__(self, est: Any, X: Any, y: Any) -> dict[str, float]:
+        with open(self.log, "a") as f:
+            f.write(f"{est.n_estimators}\n")
+        if est.n_estimators == self.size and not Path(self.marker).exists():
+            Path(self.marker).touch()
+            os._exit(9)
+        return {"score": est.score(X, y)}
+
+
+def test_a_pool_death_mid_chain_loses_only_the_link_in_flight(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_inline_fits(self: LocalRunner, st: TaskStream) -> None:
+        st.out.put(END)
+
+    monkeypatch.setattr(LocalRunner, "_inline", no_inline_fits)
+    X, y = load_iris(return_X_y=True)
+    splits = [(np.asarray(a), np.asarray(b))
+              for a, b in StratifiedKFold(3, shuffle=True, random_state=0).split(X, y)]
+    template = RandomForestClassifier(random_state=0, max_depth=3)
+    sizes = [1, 2, 4, 6, 9]
+    built = {i: {"n_estimators": k} for i, k in enumerate(sizes)}
+    chain = named(as_task([(i, 0) for i in range(len(sizes))], built, "n_estimators"),
+                  lambda i, f: f"{f} c{i} rf")
+    (tmp_path / "job").mkdir()
+    guard = FitGuard(tmp_path / "job", 0.0)
+    guard.start()
+    log = tmp_path / "scored.log"
+    scoring = DiesAtLink(sizes[3], str(tmp_path / "died"), str(log))
+    runner = LocalRunner(2, X, y, splits, scratch=tmp_path / "pool-data", guard=guard)
+    try:
+        runner.start_pool()
+        assert runner.ready.wait(60) and runner.start_error is None
+        out = list(runner.stream(template, [chain], scoring, count=len(sizes)))
+    finally:
+        runner.close()
+    # links 0-2 came before the death and are not fitted again; link 3 died in flight (held
+    # for the job to run alone, struck once); link 4 ran again, afresh at its size
+    assert sorted(o.i for o in out) == [0, 1, 2, 4]
+    assert [int(n) for n in log.read_text().split()] == [1, 2, 4, 6, 9]
+    assert guard.strikes.deaths("0 c3 rf") == 1
+    gs = GridSearchCV(template, {"n_estimators": sizes}, cv=splits).fit(X, y)
+    for o in out:
+        assert o.scores == {"score": gs.cv_results_["split0_test_score"][o.i]}
