@@ -153,3 +153,14 @@ def test_a_pool_death_mid_chain_loses_only_the_link_in_flight(
     gs = GridSearchCV(template, {"n_estimators": sizes}, cv=splits).fit(X, y)
     for o in out:
         assert o.scores == {"score": gs.cv_results_["split0_test_score"][o.i]}
+
+
+def test_a_killed_workers_link_files_are_removed_at_the_next_start(tmp_path: Path) -> None:
+    pool = tmp_path / "pool-data"
+    pool.mkdir()
+    (pool / "links-0123.jsonl").write_bytes(linkstream.encode(Outcome(0, 0, None, 0, 0, "x")))
+    (pool / "data.joblib").write_bytes(b"kept")
+    X, y = load_iris(return_X_y=True)
+    LocalRunner(2, X, y, [], scratch=pool)
+    assert [p.name for p in pool.iterdir()] == ["data.joblib"]
+    LocalRunner(2, X, y, [], scratch=tmp_path / "none")  # no folder yet: nothing to do

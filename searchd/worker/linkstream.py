@@ -21,6 +21,8 @@ from searchd.worker.evaluate import Outcome
 
 log = logging.getLogger(__name__)
 
+#: the names of the files in the pool folder (``<prefix><uuid>.jsonl``)
+PREFIX = "links-"
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -121,6 +123,12 @@ class Reader:
         self.path.unlink(missing_ok=True)
 
 
+def remove_stale(folder: Path) -> None:
+    """Remove the link files a killed worker left in ``folder``."""
+    for path in folder.glob(f"{PREFIX}*.jsonl"):
+        path.unlink(missing_ok=True)
+
+
 def writer_for(path: str | None, batch: list[Any]) -> Writer | None:
     """A writer when the batch has a task of several links and a file to say them in."""
     if path is None or not any(t.links for t in batch):
@@ -128,4 +136,4 @@ def writer_for(path: str | None, batch: list[Any]) -> Writer | None:
     return Writer(path)
 
 
-__all__ = ["Reader", "Writer", "decode", "encode", "writer_for"]
+__all__ = ["PREFIX", "Reader", "Writer", "decode", "encode", "remove_stale", "writer_for"]

@@ -6,13 +6,13 @@ others still run. See :class:`LocalRunner` for when the pool starts and how it i
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import re
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -81,6 +81,8 @@ class LocalRunner:
         self._payload: Any = None
         self.X, self.y, self.splits = X, y, splits
         self.scratch = scratch
+        if scratch is not None:  # a killed worker's link files say nothing to this one
+            linkstream.remove_stale(scratch)
         self.ready = threading.Event()
         self.starter: threading.Thread | None = None
         self.start_error: BaseException | None = None
@@ -91,7 +93,6 @@ class LocalRunner:
         self.threads = max(1, (os.cpu_count() or 1) // self.n_jobs)
         self._lock = threading.Lock()
         self._closed = False
-        self._link_files = itertools.count()
         self._threadpools: ThreadpoolController | None = None  # made at the first fit
 
     backend = "local"
@@ -315,7 +316,7 @@ class LocalRunner:
         if self.scratch is None or not any(t.links for t in batch):
             return None
         self.scratch.mkdir(mode=0o700, exist_ok=True)
-        return linkstream.Reader(self.scratch / f"links-{next(self._link_files)}.jsonl")
+        return linkstream.Reader(self.scratch / f"{linkstream.PREFIX}{uuid.uuid4().hex}.jsonl")
 
     @staticmethod
     def _lost(st: TaskStream, inflight: Iterable[tuple[list[Task], linkstream.Reader | None]]
