@@ -36,6 +36,7 @@ BAD = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_each_bad_job_is_invalid_with_its_reason_while_a_good_one_completes(env: Env) -> None:
     (env.jobs / "data.csv").write_text("a,b,y\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n9,1,0\n2,2,1\n")

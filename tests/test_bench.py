@@ -19,7 +19,7 @@ import psutil
 import pytest
 from conftest import REPO
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]  # CI runs them after the README's
 
 
 def _ours(root: Path) -> list[psutil.Process]:

@@ -68,6 +68,7 @@ def test_submit_copies_a_valid_job_and_refuses_a_bad_or_clashing_one(env: Env) -
     assert [r["id"] for r in status] == ["mine"] and status[0]["state"] == "queued"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_cancel_a_running_job_keeps_its_results(env: Env) -> None:
     env.write_job("slow.toml", SLOW)

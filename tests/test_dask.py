@@ -84,7 +84,6 @@ def _single_error_line(stderr: str) -> str:
     return lines[0]
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_cluster_scores_equal_gridsearch(env: Env, cluster: tuple[Any, Any]) -> None:
     lc, _ = cluster
@@ -109,7 +108,6 @@ def test_cluster_scores_equal_gridsearch(env: Env, cluster: tuple[Any, Any]) -> 
     assert _status(env)["fits_computed"] == FITS
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_dask_worker_killed_mid_job(env: Env, cluster: tuple[Any, Any]) -> None:
     lc, client = cluster
@@ -128,7 +126,6 @@ def test_dask_worker_killed_mid_job(env: Env, cluster: tuple[Any, Any]) -> None:
     assert _status(env)["fits_computed"] == FITS
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_daemon_killed_and_restarted_resumes(env: Env, cluster: tuple[Any, Any]) -> None:
     lc, client = cluster
@@ -226,7 +223,6 @@ def cli_cluster(tmp_path: Path) -> Iterator[CliCluster]:
         c.stop()
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_scheduler_lost_mid_job_waits_then_resumes(env: Env, cli_cluster: CliCluster,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:

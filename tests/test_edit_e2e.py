@@ -12,7 +12,7 @@ from reference import assert_same_as_gridsearch
 
 from searchd.state.read import load_results
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 JOB = """
 [data]

@@ -255,7 +255,6 @@ def _struck_in_flight(env: Env, job: str) -> bool:
     return any(r.tag in struck for r in read_records(env.state / job / RECORDS))
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_kill_storm(env: Env) -> None:
     rng = random.Random(20261129)

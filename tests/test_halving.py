@@ -190,6 +190,7 @@ min_samples_leaf = [1, 2, 4]
 """
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_kill_9_in_round_2_resumes_in_round_2(env: Env) -> None:
     env.write_job("hv.toml", KILL_JOB)

@@ -241,7 +241,6 @@ NO_MEMORY_RULE = ("--min-free-memory", "0")
 
 
 @pytest.mark.solo  # reads the machine's load: under -n N the other tests wait
-@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_external_load_suspends_the_tree_then_resumes_with_identical_results(env: Env) -> None:
     env.write_job("busy.toml", JOB)
@@ -327,7 +326,6 @@ def test_external_load_suspends_the_tree_then_resumes_with_identical_results(env
 
 
 @pytest.mark.solo  # reads the machine's load: under -n N the other tests wait
-@pytest.mark.slow
 @pytest.mark.timeout(480)
 def test_own_full_load_never_pauses_itself(env: Env) -> None:
     """n_jobs = every core, default max_load, fast sampling: 30 s without a single pause."""
@@ -424,6 +422,7 @@ def test_operator_pause_and_resume_with_and_without_for(env: Env) -> None:
     assert stop_daemon(daemon) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_operator_pause_survives_restart_until_it_expires(env: Env) -> None:
     daemon = _start_job(env)

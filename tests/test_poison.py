@@ -73,7 +73,8 @@ def _kill_the_poison(env: Env, job: str, key: str, daemon_alive: object) -> list
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("job", [JOB, BIG_JOB], ids=["small", "with-pool"])
+@pytest.mark.parametrize("job", [pytest.param(JOB, marks=pytest.mark.slow), BIG_JOB],
+                         ids=["small", "with-pool"])
 def test_a_fit_that_kills_its_process_twice_is_recorded_failed_and_the_search_goes_on(
         env: Env, job: str) -> None:
     config = env.root / "c.toml"

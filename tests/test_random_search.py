@@ -282,6 +282,7 @@ grid = { C = { loguniform = [0.1, 100.0] }, gamma = { loguniform = [1e-4, 1e-2] 
 """
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_kill_9_mid_random_search_then_resume(env: Env) -> None:
     env.write_job("rnd.toml", KILL_JOB)
