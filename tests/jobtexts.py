@@ -37,3 +37,33 @@ estimator = "LogisticRegression"
 params = { max_iter = 500 }
 grid = { C = [0.1, 1.0] }
 """
+
+#: iris, k-NN over three neighbour counts (3 × 3 folds)
+IRIS_KNN3 = """
+[data]
+source = "sklearn:iris"
+[search]
+cv = 3
+[models.knn]
+estimator = "KNeighborsClassifier"
+grid = { n_neighbors = [1, 3, 5] }
+"""
+
+#: IRIS_KNN3 plus a tree and a logistic regression: three types, 8 candidates × 3 folds
+IRIS_THREE_TYPES = IRIS_KNN3 + """
+[models.tree]
+estimator = "DecisionTreeClassifier"
+params = { random_state = 0 }
+grid = { max_depth = [1, 2, 3] }
+[models.lr]
+estimator = "LogisticRegression"
+params = { max_iter = 500 }
+grid = { C = [0.1, 1.0] }
+"""
+
+#: DIGITS_THREE_TYPES with 11 k-NN and 45 SVC candidates (× 4 folds): the fault tests' job
+DIGITS_SLOW = DIGITS_THREE_TYPES.replace(
+    "n_neighbors = [1, 3, 5, 7]", "n_neighbors = { range = [1, 12] }").replace(
+    "logspace = [-4, -2, 4]", "logspace = [-4, -2, 5]").replace(
+    'grid = { C = [0.1, 1.0] }', 'grid = { C = [0.01, 0.1, 1.0] }').replace(
+    "max_iter = 500", "max_iter = 300")

@@ -13,33 +13,12 @@ from pathlib import Path
 
 import pytest
 from conftest import Env
+from jobtexts import IRIS_THREE_TYPES as SMALL_JOB
 
 from searchd.errors import CheckpointError
 from searchd.state.files import atomic_write, clean_temp_files
 from searchd.state.signing import dumps, load_key, loads, sign, verified_payload
 from searchd.state.store import CheckpointStore
-
-SMALL_JOB = """
-[data]
-source = "sklearn:iris"
-
-[search]
-cv = 3
-
-[models.knn]
-estimator = "KNeighborsClassifier"
-grid = { n_neighbors = [1, 3, 5] }
-
-[models.tree]
-estimator = "DecisionTreeClassifier"
-params = { random_state = 0 }
-grid = { max_depth = [1, 2, 3] }
-
-[models.lr]
-estimator = "LogisticRegression"
-params = { max_iter = 500 }
-grid = { C = [0.1, 1.0] }
-"""
 
 
 class Planted:

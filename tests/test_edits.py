@@ -21,16 +21,9 @@ from searchd.state.signing import load_key
 from searchd.worker.events import Events
 from searchd.worker.job import JobRun
 
-pytestmark = pytest.mark.timeout(180)  # a loaded 2-core machine runs these 4x slower
+# a loaded 2-core machine runs these 4x slower
+pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("no_report")]
 
-
-@pytest.fixture(autouse=True)
-def _no_report(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The jobs here run in this process; drawing their HTML report (matplotlib, a third of
-    a run's time) is tests/test_report.py's business."""
-    from searchd.worker import reporting
-    monkeypatch.setattr(reporting.ReportKeeper, "tick", lambda self, now: None)
-    monkeypatch.setattr(reporting.ReportKeeper, "finish", lambda self, timeout=60.0: None)
 
 HEAD = """
 [data]

@@ -15,6 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import REPO, Env, fits_logged
+from jobtexts import DIGITS_SLOW as SLOW_JOB
+from jobtexts import IRIS_KNN3 as SMALL_JOB
 from reference import assert_same_as_gridsearch
 
 import searchd
@@ -26,41 +28,8 @@ from searchd.state.signing import load_key
 from searchd.state.store import CheckpointStore
 from searchd.worker.poison import RECORDS, STRIKES, read_records
 
-SLOW_JOB = """
-[data]
-source = "sklearn:digits"
-
-[search]
-cv = 4
-
-[[preprocess]]
-name = "scale"
-estimator = "StandardScaler"
-
-[models.knn]
-estimator = "KNeighborsClassifier"
-grid = { n_neighbors = { range = [1, 12] } }
-
-[models.svc]
-estimator = "SVC"
-grid = { C = { logspace = [-2, 2, 9] }, gamma = { logspace = [-4, -2, 5] } }
-
-[models.lr]
-estimator = "LogisticRegression"
-params = { max_iter = 300 }
-grid = { C = [0.01, 0.1, 1.0] }
-"""
 SLOW_FITS = (11 + 45 + 3) * 4
 
-SMALL_JOB = """
-[data]
-source = "sklearn:iris"
-[search]
-cv = 3
-[models.knn]
-estimator = "KNeighborsClassifier"
-grid = { n_neighbors = [1, 3, 5] }
-"""
 
 # --- 2. a crash at every step of the atomic write -----------------------------------------------
 
