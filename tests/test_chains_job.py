@@ -170,7 +170,7 @@ def test_chains_on_a_dask_cluster() -> None:
     scoring = _Score()
     gs = GridSearchCV(template, {"n_estimators": sizes}, cv=splits).fit(X, y)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                                  dashboard_address=None) as lc:
+                                  dashboard_address=":0") as lc:
         runner = DaskCluster(lc.scheduler_address, "j", X, y, splits)
         try:
             out = list(runner.stream(template, tasks, scoring, count=12))

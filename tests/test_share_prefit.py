@@ -164,7 +164,7 @@ def test_runs_share_their_preprocessing_on_a_dask_cluster(tmp_path: Path) -> Non
     assert len(units) == 6 and all(isinstance(u, Run) for u in units)  # 2 sizes x 3 folds
     tasks = [as_task(u, built, None) for u in units]
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                                  dashboard_address=None) as lc:
+                                  dashboard_address=":0") as lc:
         runner = DaskCluster(lc.scheduler_address, "j", X, y, splits, cache_mb=16)
         try:
             out: list[Outcome] = list(runner.stream(template, tasks, _Score(), count=18))
