@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,9 @@ gamma = [0.01, 0.02]
 
 
 def test_the_pool_fits_each_folds_preprocessing_once(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "searchd.worker")
     monkeypatch.setattr(local_runner, "POOL_WORTH_SECONDS", 0.0)  # the pool starts at once
     stream = LocalRunner.stream
 
@@ -102,6 +105,7 @@ def test_the_pool_fits_each_folds_preprocessing_once(
     # 4 preprocessing parameter sets (with_std x n_components) on 3 folds: the steps are
     # fitted 12 times for 72 tasks (GridSearchCV: 72), each run's where it runs
     assert len(fits) == 4 * folds, fits
+    assert "j: svc: preprocessing shared: 72 fits as 12 runs" in caplog.messages
     assert len({pid for pid, _ in fits}) == 2, "both processes fitted"
 
 

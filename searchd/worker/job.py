@@ -344,6 +344,10 @@ class JobRun:
                      self.job_id, name, fits, n, key)
         if self.cache_mb > 0:  # the tasks sharing a fold's preprocessing: one process each
             units = prefit.runs(template, units, built, self._slots())
+            shared = [u for u in units if isinstance(u, prefit.Run)]
+            if shared:
+                log.info("%s: %s: preprocessing shared: %d fits as %d runs", self.job_id,
+                         name, sum(len(u) for u in shared), len(shared))
         return (chains.as_task(u, built, key)
                 for u in chains.longest_first(units, self._task_seconds(res)))
 
