@@ -65,7 +65,9 @@ class LocalRunner:
     pool serves the job's later model types too.
 
     Scores are the same wherever a task runs: each is the same clone → set_params → fit →
-    score (``evaluate``). Results are handed over as each task finishes, whoever ran it.
+    score (``evaluate``). Results are handed over as each task finishes, whoever ran it,
+    and a chain's or a run's links one by one as each is scored (from the pool through
+    :mod:`searchd.worker.linkstream`).
     """
 
     def __init__(self, n_jobs: int, X: np.ndarray, y: np.ndarray,
