@@ -164,3 +164,37 @@ def test_a_killed_workers_link_files_are_removed_at_the_next_start(tmp_path: Pat
     LocalRunner(2, X, y, [], scratch=pool)
     assert [p.name for p in pool.iterdir()] == ["data.joblib"]
     LocalRunner(2, X, y, [], scratch=tmp_path / "none")  # no folder yet: nothing to do
+
+
+def test_a_chains_links_come_from_a_dask_cluster_as_each_is_scored(tmp_path: Path) -> None:
+    import distributed
+
+    from searchd.worker.dask_runner import DaskCluster
+    X, y = load_iris(return_X_y=True)
+    splits = [(np.asarray(a), np.asarray(b))
+              for a, b in StratifiedKFold(3, shuffle=True, random_state=0).split(X, y)]
+    template = RandomForestClassifier(random_state=0, max_depth=3)
+    built = {i: {"n_estimators": k} for i, k in enumerate(SIZES)}
+    chain = as_task([(i, 0) for i in range(len(SIZES))], built, "n_estimators")
+    gate = tmp_path / "gate"
+    events: list[Any] = []
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0") as lc:
+        runner = DaskCluster(lc.scheduler_address, "j", X, y, splits)
+        try:
+            began = time.monotonic()
+            for o in runner.stream(template, [chain], GatedScore(str(gate)), count=4):
+                events.append(o)
+                if len(events) == len(SIZES) - 1:
+                    events.append("gate")
+                    gate.touch()
+            took = time.monotonic() - began
+        finally:
+            runner.close()
+    assert events.index("gate") == len(SIZES) - 1, events  # each link once, the last after
+    assert took < GATE_SECONDS, "the earlier links only came when the chain ended"
+    gs = GridSearchCV(template, {"n_estimators": SIZES}, cv=splits).fit(X, y)
+    outcomes = [o for o in events if isinstance(o, Outcome)]
+    assert sorted(o.i for o in outcomes) == list(range(len(SIZES)))
+    for o in outcomes:
+        assert o.scores == {"score": gs.cv_results_["split0_test_score"][o.i]}

@@ -3,7 +3,7 @@
 The worker process connects to the scheduler as a client, scatters the training
 data and the CV splits to every Dask worker once per job, submits one future per
 (candidate, fold) task (a warm-start chain, or a run of tasks sharing their preprocessing,
-is one task, its links returned together) with
+is one task, its links put on a cluster queue as each is scored) with
 at most ``2 × the cluster's threads`` outstanding (so a stop or a kill loses little), and
 yields each outcome as it completes (``distributed.as_completed``). Checkpoints never
 leave the worker's machine.
@@ -40,6 +40,8 @@ EXTRA_HINT = "pip install 'searchd[dask]'"
 NO_SCHEDULER = "asks for a Dask cluster (backend = \"dask\") but the daemon has none"
 #: seconds between two refreshes of the cluster's worker and thread counts
 INFO_INTERVAL = 2.0
+#: seconds between two looks at the links the cluster's chains and runs have scored
+LINK_POLL = 0.1
 
 
 class DaskMissingError(SearchdError):
@@ -95,12 +97,31 @@ def _evaluate_fold(template: Any, params: dict[str, Any], X: np.ndarray, y: np.n
 
 def _evaluate_chain(template: Any, t: Task, X: np.ndarray, y: np.ndarray,
                     splits: list[tuple[np.ndarray, np.ndarray]], scoring: Scoring,
-                    cache_mb: float = 0.0) -> list[Outcome]:
-    """Runs on a Dask worker: a warm-start chain's or a run's links, returned together;
-    their deterministic preprocessing fitted once for the task (a cache of its own)."""
+                    cache_mb: float = 0.0, links: str | None = None) -> list[Outcome]:
+    """Runs on a Dask worker: a warm-start chain's or a run's links, returned together and
+    each also put, as it is scored, on the cluster queue named ``links`` (a JSON line:
+    :mod:`searchd.worker.linkstream`); their deterministic preprocessing fitted once for
+    the task (a cache of its own)."""
     from searchd.worker.evaluate import run_task
+    from searchd.worker.linkstream import encode
     from searchd.worker.prefit import make_cache
-    return list(run_task(template, t, X, y, splits, scoring, cache=make_cache(cache_mb)))
+    queue = None
+    if links is not None:
+        from distributed import Queue
+        queue = Queue(links)
+    out = []
+    try:
+        for o in run_task(template, t, X, y, splits, scoring, cache=make_cache(cache_mb)):
+            out.append(o)
+            if queue is not None:
+                try:
+                    queue.put(encode(o).decode())
+                except (OSError, TimeoutError):  # the result below still says it
+                    queue = None
+    finally:
+        if queue is not None:
+            queue.close()  # this task's hold on it (the worker's client releases its own)
+    return out
 
 
 class DaskCluster:
@@ -191,6 +212,11 @@ class DaskCluster:
         pending = iter(tasks)
         done = as_completed(loop=client.loop, with_results=True, raise_errors=False)
         outstanding = 0
+        links = self._links()
+        #: the keys of the chains' and runs' futures in flight
+        chained: set[str] = set()
+        #: (row, fold) of the links already yielded: each once, from the queue or the result
+        said: set[tuple[int, int]] = set()
 
         def submit_more() -> None:
             nonlocal outstanding
@@ -202,24 +228,77 @@ class DaskCluster:
                 key = f"searchd-eval-{uuid.uuid4().hex}"
                 if t.links:
                     done.add(client.submit(_evaluate_chain, tf, t, Xf, yf, sf, scf,
-                                           self.cache_mb, key=key))
+                                           self.cache_mb, links and links.name, key=key))
+                    chained.add(key)
                 else:
                     done.add(client.submit(_evaluate_fold, tf, t.params, Xf, yf, sf, scf, t.i,
                                            t.fold, t.split, key=key))
                 outstanding += 1
 
-        submit_more()
-        for future, result in done:
-            outstanding -= 1
-            status = future.status
-            del future  # releases the task's result on the cluster
-            if status == "cancelled":  # the client cancels everything when it loses the scheduler
-                raise self._lost(getattr(result, "reason", None) or "tasks cancelled")
-            if status != "finished":  # result is (type, exception, traceback)
-                raise self._failed(result[1] if isinstance(result, tuple) else result)
-            yield from result if isinstance(result, list) else [result]
-            self.refresh()
+        def new(outcomes: list[Outcome]) -> list[Outcome]:
+            fresh = [o for o in outcomes if (o.i, o.fold) not in said]
+            said.update((o.i, o.fold) for o in fresh)
+            return fresh
+
+        try:
             submit_more()
+            while outstanding:
+                if links is not None and chained and not done.has_ready():
+                    yield from new(self._streamed(links))  # the links scored so far
+                    time.sleep(LINK_POLL)
+                    continue
+                future, result = next(done)
+                outstanding -= 1
+                status, key = future.status, future.key
+                del future  # releases the task's result on the cluster
+                if status == "cancelled":  # the client cancels all when it loses the scheduler
+                    raise self._lost(getattr(result, "reason", None) or "tasks cancelled")
+                if status != "finished":  # result is (type, exception, traceback)
+                    raise self._failed(result[1] if isinstance(result, tuple) else result)
+                if key in chained:
+                    chained.discard(key)
+                    yield from new(result)
+                else:
+                    yield result
+                self.refresh()
+                submit_more()
+        finally:
+            if links is not None:
+                self._close_links(links)
+
+    def _links(self) -> Any:
+        """A cluster queue for the links of this stream's chains and runs (None when the
+        scheduler has none: their links then come when each ends)."""
+        from distributed import Queue
+        try:
+            return Queue(f"searchd-links-{uuid.uuid4().hex}", client=self.client)
+        except (OSError, TimeoutError, KeyError) as e:
+            log.info("%s: no queue on the Dask scheduler (%s): a chain's links come when it "
+                     "ends", self.job_id, _one_line(e))
+            return None
+
+    def _streamed(self, links: Any) -> list[Outcome]:
+        """The links on the queue so far (data only: a line that does not parse is left to
+        its task's result)."""
+        from searchd.worker.linkstream import decode
+        try:
+            items = links.get(batch=True)
+        except (OSError, TimeoutError) as e:
+            raise self._lost(e) from None
+        out = []
+        for item in items:
+            try:
+                out.append(decode(item.encode() if isinstance(item, str) else b""))
+            except (ValueError, TypeError, OverflowError):
+                log.warning("%s: an unreadable link on the Dask queue; its chain's result "
+                            "will say it", self.job_id)
+        return out
+
+    def _close_links(self, links: Any) -> None:
+        try:
+            links.close()
+        except (OSError, TimeoutError, RuntimeError) as e:
+            log.debug("%s: closing the links queue: %s", self.job_id, e)
 
     def _failed(self, e: BaseException) -> ClusterTaskError:
         name = type(e).__name__
