@@ -7,7 +7,8 @@ from typing import Any
 
 GOAL_RATIO = {"tiny": 1.10, "medium": 1.00, "many": 0.85,
               # issue 15: the forest as warm-start chains; k-NN as tiny's plain-path goal
-              "seed-forest": 0.15, "seed-knn": 1.10, "shared-pca": 0.60}
+              "seed-forest": 0.15, "seed-knn": 1.10, "shared-pca": 0.60,
+              "shared-poly": 0.60}
 #: issue 13: searchd's random search and halving against scikit-learn's
 GOAL_STRATEGY = {"random": ("RandomizedSearchCV", 1.00), "halving": ("HalvingGridSearchCV", 1.00)}
 GOAL_FIRST_FIT = 3.0

@@ -180,6 +180,45 @@ params = { n_components = 40, svd_solver = "randomized", random_state = 0 }
 estimator = "SVC"
 grid = { C = [1.0, 10.0], gamma = [0.001] }
 """))
+#: the same SVC grid behind a costlier shared step: degree-2 features (2,145 columns) before
+#: the PCA, so the preprocessing outweighs the SVC, as in pipelines with a feature expansion
+SHARED_POLY = Workload(
+    "shared-poly", "digits, StandardScaler + PolynomialFeatures(2) + PCA(40, randomized, "
+    "random_state=0) + SVC over C (6) x gamma (5): 150 fits (searchd: 5 preprocessing fits)",
+    full=_job("sklearn:digits", """
+[[preprocess]]
+name = "scale"
+estimator = "StandardScaler"
+
+[[preprocess]]
+name = "poly"
+estimator = "PolynomialFeatures"
+params = { degree = 2 }
+
+[[preprocess]]
+name = "pca"
+estimator = "PCA"
+params = { n_components = 40, svd_solver = "randomized", random_state = 0 }
+
+[models.svc]
+estimator = "SVC"
+grid = { C = { logspace = [-1, 2, 6] }, gamma = { logspace = [-4, -2, 5] } }
+"""),
+    quick=_job("sklearn:digits", """
+[[preprocess]]
+name = "poly"
+estimator = "PolynomialFeatures"
+params = { degree = 2 }
+
+[[preprocess]]
+name = "pca"
+estimator = "PCA"
+params = { n_components = 20, svd_solver = "randomized", random_state = 0 }
+
+[models.svc]
+estimator = "SVC"
+grid = { C = [1.0, 10.0], gamma = [0.001] }
+"""))
 ALL = {**PAIRED, BIG.name: BIG}
 
 

@@ -8,9 +8,10 @@ Workloads (``--only`` takes one, or a comma-separated list): tiny, medium, many 
 of GridSearchCV and ``searchd run --drain``), big (100,000 stored results, searchd only),
 checkpoint (flush cost in-process), first-fit, kill, idle (bench.idle's latency trials),
 footprint (the supervisor's RSS and CPU), random, halving, halving-grid (the search kinds),
-seed (issue 15: the seed document's forest and k-NN grids), shared-pca (issue 15: scale + PCA
-shared by SVC candidates); the search kinds, seed and shared-pca are not in --quick unless
-named. See bench/README.md for what each figure means.
+seed (issue 15: the seed document's forest and k-NN grids), shared-pca and shared-poly
+(issue 15: scale (+ degree-2 features) + PCA shared by SVC candidates); the search kinds,
+seed and the shared workloads are not in --quick unless named. See bench/README.md for what
+each figure means.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from bench._workloads import (
     PAIRED,
     SEED,
     SHARED_PCA,
+    SHARED_POLY,
     STRATEGY,
     TINY,
     StrategyWorkload,
@@ -45,8 +47,8 @@ from bench._workloads import (
 from bench.overhead import build_workload, clean_env, compare_scores
 
 FIGURES = ("tiny", "medium", "many", "big", "checkpoint", "first-fit", "kill", "idle",
-           "footprint", "random", "halving", "halving-grid", "seed", "shared-pca")
-QUICK_SKIPS = ("random", "halving", "halving-grid", "seed", "shared-pca")
+           "footprint", "random", "halving", "halving-grid", "seed", "shared-pca", "shared-poly")
+QUICK_SKIPS = ("random", "halving", "halving-grid", "seed", "shared-pca", "shared-poly")
 N_JOBS = 2
 
 
@@ -230,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                 report[name] = paired(w, tmp, pairs, args.quick)
         if "shared-pca" in only:
             report["shared-pca"] = paired(SHARED_PCA, tmp, pairs, args.quick)
+        if "shared-poly" in only:
+            report["shared-poly"] = paired(SHARED_POLY, tmp, pairs, args.quick)
         if "halving-grid" in only:
             report["halving-grid"] = _strategies.halving_vs_grid(HALVING_GRID, tmp, pairs,
                                                                  args.quick, N_JOBS)
@@ -242,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     table = _report.table(report)
     print()
     print(table)
-    problems = [p for name in (*PAIRED, *SEED, "shared-pca") if name in report
+    problems = [p for name in (*PAIRED, *SEED, "shared-pca", "shared-poly") if name in report
                 for p in report[name]["problems"]]
     print(f"\nscores identical to GridSearchCV: {'no' if problems else 'yes'}")
     for p in problems[:20]:
