@@ -35,7 +35,7 @@ from searchd.state.files import open_private_append
 from searchd.state.results import DONE, RUNNING, ModelResults
 from searchd.state.signing import load_key
 from searchd.state.store import CheckpointStore
-from searchd.worker import chains, prefit
+from searchd.worker import chains, prefit, screening
 from searchd.worker.dask_runner import DaskCluster, cluster_address
 from searchd.worker.data import Dataset, load_dataset
 from searchd.worker.estimators import build_candidate, check_model, is_classification
@@ -43,7 +43,7 @@ from searchd.worker.evaluate import Outcome, Task, longest_first
 from searchd.worker.events import Events
 from searchd.worker.halving import task_split
 from searchd.worker.plan import Scoring, Split, add_batch, empty_results, splits
-from searchd.worker.poison import MAX_FIT_DEATHS, TIMEOUT_EXIT, FitGuard, FitRecord, task_tag
+from searchd.worker.poison import TIMEOUT_EXIT, FitGuard, FitRecord, task_tag
 from searchd.worker.refit import Refit
 from searchd.worker.reporting import ReportKeeper
 from searchd.worker.resume import (
@@ -309,7 +309,7 @@ class JobRun:
         built = {i: build_candidate(res.params[i], self.spec, self.allow, where)
                  for i in {i for i, _ in pending}}
         tasks = self._tasks(name, template, res, pending, built)
-        screened = self._screen(name, res, tasks, suspects, handed)
+        screened = screening.screen(self, name, res, tasks, suspects, handed)
         if not self.dispatched:
             self.dispatched = True
             self.events.send(protocol.Dispatching())  # the search proper starts now
@@ -319,12 +319,12 @@ class JobRun:
             # alone, so that a poison fit's second worker death comes right after its first
             # (the supervisor fails a job after 3 deaths in a row without progress).
             rest = list(screened)
-            self._alone(name, template, scoring, res, suspects)
+            screening.alone(self, name, template, scoring, res, suspects)
             suspects.clear()
             screened = iter(rest)
         for o in self.runner.stream(template, screened, scoring, count=len(pending)):
-            self._record(name, res, o)
-        self._alone(name, template, scoring, res, suspects + [
+            self.record(name, res, o)
+        screening.alone(self, name, template, scoring, res, suspects + [
             u for t in handed.values() for u in chains.unchain(t) if not res.done[u.i, u.fold]])
 
     def _tasks(self, name: str, template: Any, res: ModelResults, pending: list[tuple[int, int]],
@@ -358,7 +358,7 @@ class JobRun:
             return max(1, self.runner.threads)
         return job_n_jobs(self.spec, self.n_jobs)
 
-    def _record(self, name: str, res: ModelResults, o: Outcome) -> None:
+    def record(self, name: str, res: ModelResults, o: Outcome) -> None:
         with self.lock:
             res.record(o.i, o.fold, o.scores, o.fit_time, o.score_time, o.error)
             self.ckpt.note((name, res.keys[o.i], o.fold, o.scores, o.fit_time,
@@ -368,59 +368,6 @@ class JobRun:
         if o.error is not None:
             log.warning("%s: %s: candidate %s fold %d failed: %s", self.job_id, name,
                         brief(res.params[o.i]), o.fold, o.error)
-
-    def _record_poison(self, name: str, res: ModelResults, t: Task, error: str) -> None:
-        """A task failed for its process's deaths: recorded, flushed and reported at once
-        (progress resets the supervisor's count of deaths in a row)."""
-        self._record(name, res, Outcome(t.i, t.fold, None, 0.0, 0.0, error))
-        if self.prepared:
-            self.flush()
-            self.progress()
-
-    def _screen(self, name: str, res: ModelResults, tasks: Iterator[Task],
-                suspects: list[Task], handed: dict[tuple[int, int], Task]) -> Iterator[Task]:
-        """``tasks`` named for their fit records; a task whose process died twice is
-        recorded as failed here, one whose process died once is kept for ``_alone``."""
-        strikes = self.guard.strikes
-        for t in tasks:
-            t = chains.named(t, lambda i, f: task_tag(name, res.keys[i], f))
-            if t.links:  # a chain: its failed links recorded, the others go on as a chain
-                failed = {u.tag: u for u in chains.unchain(t) if strikes.error(u.tag)}
-                for u in failed.values():
-                    self._record_poison(name, res, u, strikes.error(u.tag) or "")
-                # a link whose process died runs alone (as a plain task), the rest chained
-                dead = {u.tag: u for u in chains.unchain(t)
-                        if u.tag not in failed and strikes.deaths(u.tag)}
-                suspects.extend(dead.values())
-                t = chains.without(t, set(failed) | set(dead))
-                if t is None:
-                    continue
-            error = strikes.error(t.tag)
-            if error is not None:
-                self._record_poison(name, res, t, error)
-            elif strikes.deaths(t.tag):
-                suspects.append(t)
-            else:
-                handed[(t.i, t.fold)] = t
-                yield t
-
-    def _alone(self, name: str, template: Any, scoring: Scoring, res: ModelResults,
-               tasks: list[Task]) -> None:
-        """Tasks whose process died with them in flight, each run by itself (so that its
-        next death names it alone), until done or recorded as failed."""
-        assert self.runner is not None
-        for t in tasks:
-            for _ in range(MAX_FIT_DEATHS + 1):
-                if res.done[t.i, t.fold]:
-                    break
-                error = self.guard.strikes.error(t.tag)
-                if error is not None:
-                    self._record_poison(name, res, t, error)
-                    break
-                log.info("%s: %s: fitting %s fold %d alone: a process died with it in "
-                         "flight", self.job_id, name, brief(res.params[t.i]), t.fold)
-                for o in self.runner.stream(template, [t], scoring, count=1):
-                    self._record(name, res, o)
 
     def _task_seconds(self, res: ModelResults) -> Callable[[], np.ndarray]:
         def read() -> np.ndarray:
