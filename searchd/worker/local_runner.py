@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import threading
 import time
@@ -26,7 +25,7 @@ from joblib.externals.loky import ProcessPoolExecutor
 from joblib.parallel import ParallelBackendBase
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
-from searchd.worker import chains, linkstream, poison
+from searchd.worker import chains, linkstream, poison, pool_deaths
 from searchd.worker.data import nbytes
 from searchd.worker.evaluate import Outcome, Task, evaluate_batch, pool_init, run_task, warm
 from searchd.worker.plan import Scoring
@@ -264,7 +263,8 @@ class LocalRunner:
                 lost = self._feed_pool(st, pool)
                 if lost is None:
                     return
-                self._after_death(st, *lost)
+                assert self.guard is not None  # (a death without a guard raised)
+                pool_deaths.after_death(self.guard, st, *lost)
                 if not self._restart_pool(pool):
                     return
         except BaseException as e:  # noqa: BLE001 - e.g. the pool could not restart
@@ -336,44 +336,6 @@ class LocalRunner:
             lost.extend(t for t in (chains.not_done(t, reader.seen) for t in batch)
                         if t is not None)
         return lost
-
-    def _after_death(self, st: TaskStream, lost: list[Task], message: str) -> None:
-        """A pool process died: the task its record names is struck (recorded as failed
-        after its second death, else held back for the job to re-run alone), one that ran
-        past max_fit_seconds is recorded as failed; every other task in flight runs again."""
-        g = self.guard
-        assert g is not None
-        signals = sorted(set(re.findall(r"SIG[A-Z0-9]+", message)))
-        how = f"killed by {', '.join(signals)}" if signals else "it exited"
-        records = [r for r in poison.read_records(g.folder) if r.role == "pool"]
-        # a chain that a record names (at any link) is handled link by link from here on
-        named = {r.tag for r in records}
-        lost = [u for t in lost for u in (chains.unchain(t) if named & chains.tags(t) else [t])]
-        by_tag = {t.tag: t for t in lost}
-        timed_out = any(r.state == poison.TIMEOUT for r in records)
-        held: set[str] = set()
-        for r in records:
-            t = by_tag.get(r.tag)
-            if t is None:
-                continue
-            if r.state == poison.TIMEOUT:
-                error = poison.timeout_error(g.limit)
-                g.strikes.fail(r.tag, error)
-                log.warning("a fit ran past max_fit_seconds (%g s) in pool process %d: "
-                            "stopped, recorded as failed", g.limit, r.pid)
-                st.out.put(Outcome(t.i, t.fold, None, g.limit, 0.0, error))
-                held.add(r.tag)
-            elif not timed_out:  # else it died because loky ended the pool
-                n = g.strikes.strike(r.tag, how)
-                log.warning("pool process %d died (%s) while fitting %s (%d of %d deaths "
-                            "before it is recorded as failed)", r.pid, how, r.tag, n,
-                            poison.MAX_FIT_DEATHS)
-                failed = g.strikes.error(r.tag)
-                if failed is not None:
-                    st.out.put(Outcome(t.i, t.fold, None, 0.0, 0.0, failed))
-                held.add(r.tag)  # not failed yet: the job re-runs it alone
-        poison.forget(g.folder, {r.pid for r in records})
-        st.push_back([t for t in lost if t.tag not in held])
 
     def _restart_pool(self, broken: ProcessPoolExecutor) -> bool:
         """A new pool in place of ``broken``; False when the runner closed meanwhile."""
