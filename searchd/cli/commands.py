@@ -12,12 +12,11 @@ from typing import Any
 
 from searchd.errors import JobSpecError, NotFoundError, SearchdError
 from searchd.jobs.folder import scan
-from searchd.jobs.ids import SUFFIXES, job_id_problem
+from searchd.jobs.ids import SUFFIXES
 from searchd.jobs.limits import JobLimits, effective_priority
 from searchd.jobs.load import load_job, parse_job
 from searchd.jobs.spec import JobSpec
 from searchd.settings import Settings
-from searchd.state import control
 from searchd.state.files import atomic_write
 from searchd.state.records import (
     JobRecord,
@@ -25,13 +24,10 @@ from searchd.state.records import (
     all_summaries,
     finite,
     read_summary,
-    write_summary,
 )
-from searchd.state.signing import load_key
-from searchd.state.store import CheckpointStore
 
 
-def _print_json(value: Any) -> None:
+def print_json(value: Any) -> None:
     print(json.dumps(finite(value), indent=2, default=str))
 
 
@@ -130,7 +126,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
             "models": models, "candidates": sum(m["candidates"] for m in models),
             "fits": sum(m["fits"] for m in models), "edit": preview}
     if args.json:
-        _print_json(plan)
+        print_json(plan)
         return 0
     test = f", {info['test_samples']} held out" if info["test_samples"] else ""
     print(f"{args.file}: valid job {spec.id!r}")
@@ -221,7 +217,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     recs = job_records(settings)
     activity = user_activity_of(settings)  # the daemon-wide rule, repeated in each job
     if args.json:
-        _print_json([{**status_json(r), "user_activity": activity} for r in recs])
+        print_json([{**status_json(r), "user_activity": activity} for r in recs])
         return 0
     if activity is not None:
         print(user_activity_line(activity))
@@ -269,7 +265,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _require_record(settings: Settings, job: str) -> JobRecord:
+def require_record(settings: Settings, job: str) -> JobRecord:
     rec = read_summary(settings.state_dir, job)
     if rec is None:
         raise NotFoundError(f"no job {job!r} in {settings.state_dir}")
@@ -283,7 +279,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings,
     from searchd.cli.editing import print_history
     from searchd.state.history import entries
     from searchd.state.read import load_results
-    rec = _require_record(settings, args.job)
+    rec = require_record(settings, args.job)
     past = entries(settings.state_dir / args.job)
     old = getattr(args, "history", None)
     try:
@@ -314,7 +310,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings,
                                      for k, v in cv.items()})
         out["models"][name] = entry
     if args.json:
-        _print_json(out)
+        print_json(out)
         return 0
     if old is not None:
         h = out["shown_history"]
@@ -359,73 +355,3 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     where = args.job if old is None else f"{args.job} (history {old})"
     print(f"exported {where}/{name} ({args.format}) → {args.output} ({size:,} bytes)")
     return 0
-
-
-def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
-    key = load_key(settings.state_dir)
-    if args.job and job_id_problem(args.job):
-        raise NotFoundError(f"no job {args.job!r} in {settings.state_dir}: "
-                            f"{job_id_problem(args.job)}")
-    # job folders only: not the daemon's own (quarantine, published), never through a link
-    jobs = [args.job] if args.job else sorted(
-        d.name for d in settings.state_dir.iterdir()
-        if job_id_problem(d.name) is None and d.is_dir() and not d.is_symlink())
-    bad = 0
-    report = []
-    for jid in jobs:
-        d = settings.state_dir / jid
-        if not d.is_dir() or d.is_symlink():
-            raise NotFoundError(f"no job {jid!r} in {settings.state_dir}")
-        from searchd.state.history import entries, history_dir
-        stores = [CheckpointStore(d, key, jid)] + [
-            CheckpointStore(history_dir(d, e.n), key, jid) for e in entries(d)]
-        for path, reason in (v for st in stores for v in st.verify_all()):
-            bad += reason is not None
-            report.append({"file": str(path), "ok": reason is None, "reason": reason})
-    if args.json:
-        _print_json(report)
-    else:
-        for r in report:
-            print(f"{'ok ' if r['ok'] else 'BAD'} {r['file']}" +
-                  ("" if r["ok"] else f": {r['reason']}"))
-        print(f"{len(report)} checkpoint(s), {bad} bad")
-    return 1 if bad else 0
-
-
-# --- operator pause / cancel -----------------------------------------------------------------
-
-def cmd_pause(args: argparse.Namespace, settings: Settings) -> int:
-    if not settings.state_dir.is_dir():
-        raise NotFoundError(f"{settings.state_dir}: state directory not found")
-    until = None if args.duration is None else time.time() + args.duration
-    control.request_pause(settings.state_dir, until)
-    print("paused" + ("" if until is None else
-                      f" until {time.strftime('%Y-%m-%d %H:%M', time.localtime(until))}"))
-    return 0
-
-
-def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
-    control.clear_pause(settings.state_dir)
-    print("resumed")
-    return 0
-
-
-def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
-    from filelock import FileLock, Timeout
-    rec = _require_record(settings, args.job)
-    if rec.state not in (JobState.QUEUED, JobState.RUNNING, JobState.PAUSED, JobState.FAILED):
-        raise SearchdError(f"job {args.job} is {rec.state.value}; nothing to cancel")
-    control.request_cancel(settings.state_dir / args.job)
-    lock = FileLock(str(settings.state_dir / "searchd.lock"), timeout=0, mode=0o600)
-    try:
-        with lock:  # no daemon running: apply it ourselves
-            control.clear_cancel(settings.state_dir / args.job)
-            rec.to(JobState.CANCELLED, "cancelled by the operator")
-            write_summary(settings.state_dir, rec)
-            print(f"cancelled {args.job}")
-    except Timeout:
-        print(f"cancel requested; the daemon stops {args.job} within seconds")
-    return 0
-
-
-

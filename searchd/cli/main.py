@@ -172,8 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             from searchd.cli.report import cmd_report
             return cmd_report(args, settings_for(args))
-        from searchd.cli import commands
-        return int(getattr(commands, f"cmd_{args.command}")(args, settings_for(args)))
+        from searchd.cli import commands, operator, verify
+        module = {"pause": operator, "resume": operator, "cancel": operator,
+                  "verify": verify}.get(args.command, commands)
+        return int(getattr(module, f"cmd_{args.command}")(args, settings_for(args)))
     except SearchdError as e:
         print(f"searchd: error: {one_line(str(e))}", file=sys.stderr)
         return e.exit_code
