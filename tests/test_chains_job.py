@@ -69,7 +69,7 @@ def test_a_chained_job_equals_gridsearch(tmp_path: Path, caplog: pytest.LogCaptu
 def test_a_stop_mid_chain_resumes_at_the_first_missing_link(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[int, int]] = []
-    record = JobRun._record
+    record = JobRun.record
 
     def dies_at_seven(self: JobRun, name: str, res: Any, o: Any) -> None:
         if name == "rf" and len(seen) == 4:  # fold 0's first chain of 6 is 4 links in
@@ -77,10 +77,10 @@ def test_a_stop_mid_chain_resumes_at_the_first_missing_link(
         seen.append((o.i, o.fold))
         record(self, name, res, o)
 
-    monkeypatch.setattr(JobRun, "_record", dies_at_seven)
+    monkeypatch.setattr(JobRun, "record", dies_at_seven)
     with pytest.raises(RuntimeError, match="killed"):
         job_run(tmp_path, JOB).run()
-    monkeypatch.setattr(JobRun, "_record", record)
+    monkeypatch.setattr(JobRun, "record", record)
 
     tasks: list[Any] = []
     stream = LocalRunner.stream
@@ -206,13 +206,13 @@ def test_status_counts_each_link_as_a_result(tmp_path: Path,
     sent: list[protocol.Progress] = []
     monkeypatch.setattr(run.events, "send", lambda ev: sent.append(ev)
                         if isinstance(ev, protocol.Progress) else None)
-    record = JobRun._record
+    record = JobRun.record
 
     def reporting(self: JobRun, name: str, res: Any, o: Any) -> None:
         record(self, name, res, o)
         self.progress(running=name)  # a report after every result
 
-    monkeypatch.setattr(JobRun, "_record", reporting)
+    monkeypatch.setattr(JobRun, "record", reporting)
     assert run.run() == 0
     rec, fold, lines = JobRecord(id="j"), EventFold(), []
     done = []

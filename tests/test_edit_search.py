@@ -10,11 +10,11 @@ import pytest
 from scipy.stats import loguniform
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
 from sklearn.model_selection import HalvingGridSearchCV, ParameterSampler, RandomizedSearchCV
-from test_edits import _no_report, run  # noqa: F401 - the fixture
+from test_edits import run
 from test_halving import assert_same_halving
 from test_random_search import assert_same, fit_reference, job_text
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("no_report")]
 
 RANDOM_DISTRIBUTIONS = """
 [models.svc]
