@@ -32,19 +32,6 @@ def _no_user_config(tmp_path_factory: pytest.TempPathFactory,
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "no-xdg-config"))
 
 
-#: the (gate, room) files of the solo test running in this process, while it holds them
-_solo_held: list[tuple[Any, Any]] = []
-
-
-def solo_done() -> None:
-    """A ``solo`` test past its readings of the machine's load lets the other tests run again
-    while it finishes (e.g. waits for its job to end and checks the scores)."""
-    if _solo_held:
-        gate, room = _solo_held.pop()
-        fcntl.flock(room, fcntl.LOCK_SH)  # no other solo test can come in: this holds the gate
-        fcntl.flock(gate, fcntl.LOCK_UN)
-
-
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
                             ) -> Iterator[None]:
@@ -66,12 +53,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
         finally:
             if not solo:
                 fcntl.flock(gate, fcntl.LOCK_UN)
-        if solo:
-            _solo_held.append((gate, room))
         try:
             yield
         finally:
-            _solo_held.clear()
             fcntl.flock(room, fcntl.LOCK_UN)
             if solo:
                 fcntl.flock(gate, fcntl.LOCK_UN)

@@ -285,3 +285,31 @@ def test_without_the_extra_job_fails(env: Env, monkeypatch: pytest.MonkeyPatch) 
     rec = _status(env)
     assert rec["state"] == "failed" and EXTRA_HINT in rec["error"], rec
     assert rec["fits_done"] == 0
+
+
+def test_a_closed_comm_traceback_from_tornado_is_dropped_others_are_kept() -> None:
+    """When the scheduler goes away, each request in flight ends in tornado's "Exception in
+    callback" with a traceback; the worker's log keeps its own one line about the loss."""
+    import logging
+
+    from distributed.comm.core import CommClosedError
+
+    from searchd.worker import dask_runner  # noqa: F401 - installs the filter
+    tornado_log = logging.getLogger("tornado.application")
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        return tornado_log.makeRecord("tornado.application", logging.ERROR, __file__, 1,
+                                      "Exception in callback %r", ("cb",),
+                                      (type(exc), exc, exc.__traceback__))
+
+    def closed() -> None:
+        try:
+            raise OSError("Stream is closed")
+        except OSError as e:
+            raise CommClosedError("in <TCP (closed)>: Stream is closed") from e
+
+    try:
+        closed()
+    except CommClosedError as e:
+        assert not tornado_log.filter(record(e))
+    assert tornado_log.filter(record(ValueError("a real bug")))

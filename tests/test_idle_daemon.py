@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import Env, fits_logged, solo_done
+from conftest import Env, fits_logged
 from jobtexts import DIGITS_THREE_TYPES
 from reference import assert_same_as_gridsearch
 
@@ -306,7 +306,6 @@ def test_external_load_suspends_the_tree_then_resumes_with_identical_results(env
     assert resumed_at >= t_end_epoch + RESUME_AFTER - 0.2, "resumed before the quiet period"
     resume_latency = t_resumed - t_end
     paused_for = t_resumed - t_stopped
-    solo_done()  # the rest reads no load: the other tests may run again
 
     env.wait_for(lambda: env.summary("busy").get("state") == "done", 300, "the job to finish")
     s = env.summary("busy")

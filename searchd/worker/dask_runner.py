@@ -35,6 +35,27 @@ log = logging.getLogger(__name__)
 # the scheduler itself, in one line
 logging.getLogger("distributed.batched").setLevel(logging.WARNING)
 
+#: what a request in flight raises when the scheduler goes away
+_CLOSED = ("CommClosedError", "StreamClosedError")
+
+
+class _NoClosedCommTracebacks(logging.Filter):
+    """Each request of the client in flight when the scheduler goes away (an
+    ``as_completed`` gather, say) ends in tornado's "Exception in callback" with a
+    traceback; searchd says the loss itself, in one line ("lost the Dask scheduler")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        chain: list[str] = []
+        while exc is not None and len(chain) < 10:
+            chain.append(type(exc).__name__)
+            exc = exc.__cause__ or exc.__context__
+        return not (any(name in _CLOSED for name in chain)
+                    or any(name in record.getMessage() for name in _CLOSED))
+
+
+logging.getLogger("tornado.application").addFilter(_NoClosedCommTracebacks())
+
 EXTRA_HINT = "pip install 'searchd[dask]'"
 #: part of the reason given to a job that asks for a cluster the daemon does not have
 NO_SCHEDULER = "asks for a Dask cluster (backend = \"dask\") but the daemon has none"
