@@ -148,77 +148,47 @@ grid = { n_neighbors = { range = [1, 10] } }
 """))
 SEED = {w.name: w for w in (SEED_FOREST, SEED_KNN)}
 
+def _shared(extra_step: str, components: int, grid: str) -> str:
+    """Scale, an optional extra step, PCA, then an SVC over ``grid``: issue 15's shared
+    preprocessing workloads."""
+    return f"""
+[[preprocess]]
+name = "scale"
+estimator = "StandardScaler"
+{extra_step}
+[[preprocess]]
+name = "pca"
+estimator = "PCA"
+params = {{ n_components = {components}, svd_solver = "randomized", random_state = 0 }}
+
+[models.svc]
+estimator = "SVC"
+grid = {grid}
+"""
+
+
+SVC_GRID = "{ C = { logspace = [-1, 2, 6] }, gamma = { logspace = [-4, -2, 5] } }"
+SVC_QUICK = "{ C = [1.0, 10.0], gamma = [0.001] }"
+POLY = """
+[[preprocess]]
+name = "poly"
+estimator = "PolynomialFeatures"
+params = { degree = 2 }
+"""
+
 #: issue 15's shared preprocessing: one scale + PCA per fold for all 30 SVC candidates
 SHARED_PCA = Workload(
     "shared-pca", "digits, StandardScaler + PCA(40, randomized, random_state=0) + SVC over "
     "C (6) x gamma (5): 30 candidates x 5 folds = 150 fits (searchd: 5 preprocessing fits)",
-    full=_job("sklearn:digits", """
-[[preprocess]]
-name = "scale"
-estimator = "StandardScaler"
-
-[[preprocess]]
-name = "pca"
-estimator = "PCA"
-params = { n_components = 40, svd_solver = "randomized", random_state = 0 }
-
-[models.svc]
-estimator = "SVC"
-grid = { C = { logspace = [-1, 2, 6] }, gamma = { logspace = [-4, -2, 5] } }
-"""),
-    quick=_job("sklearn:digits", """
-[[preprocess]]
-name = "scale"
-estimator = "StandardScaler"
-
-[[preprocess]]
-name = "pca"
-estimator = "PCA"
-params = { n_components = 40, svd_solver = "randomized", random_state = 0 }
-
-[models.svc]
-estimator = "SVC"
-grid = { C = [1.0, 10.0], gamma = [0.001] }
-"""))
+    full=_job("sklearn:digits", _shared("", 40, SVC_GRID)),
+    quick=_job("sklearn:digits", _shared("", 40, SVC_QUICK)))
 #: the same SVC grid behind a costlier shared step: degree-2 features (2,145 columns) before
 #: the PCA, so the preprocessing outweighs the SVC, as in pipelines with a feature expansion
 SHARED_POLY = Workload(
     "shared-poly", "digits, StandardScaler + PolynomialFeatures(2) + PCA(40, randomized, "
     "random_state=0) + SVC over C (6) x gamma (5): 150 fits (searchd: 5 preprocessing fits)",
-    full=_job("sklearn:digits", """
-[[preprocess]]
-name = "scale"
-estimator = "StandardScaler"
-
-[[preprocess]]
-name = "poly"
-estimator = "PolynomialFeatures"
-params = { degree = 2 }
-
-[[preprocess]]
-name = "pca"
-estimator = "PCA"
-params = { n_components = 40, svd_solver = "randomized", random_state = 0 }
-
-[models.svc]
-estimator = "SVC"
-grid = { C = { logspace = [-1, 2, 6] }, gamma = { logspace = [-4, -2, 5] } }
-"""),
-    quick=_job("sklearn:digits", """
-[[preprocess]]
-name = "poly"
-estimator = "PolynomialFeatures"
-params = { degree = 2 }
-
-[[preprocess]]
-name = "pca"
-estimator = "PCA"
-params = { n_components = 20, svd_solver = "randomized", random_state = 0 }
-
-[models.svc]
-estimator = "SVC"
-grid = { C = [1.0, 10.0], gamma = [0.001] }
-"""))
+    full=_job("sklearn:digits", _shared(POLY, 40, SVC_GRID)),
+    quick=_job("sklearn:digits", _shared(POLY, 20, SVC_QUICK)))
 ALL = {**PAIRED, BIG.name: BIG}
 
 

@@ -11,18 +11,11 @@ import time
 
 import pytest
 from conftest import Env, fits_logged
+from jobtexts import IRIS_KNN3
 
 from searchd.cli.main import ERROR_CHARS, one_line, parse_duration
 
-JOB = """
-[data]
-source = "sklearn:iris"
-[search]
-cv = 3
-[models.knn]
-estimator = "KNeighborsClassifier"
-grid = { n_neighbors = [1, 3, 5] }
-[models.tree]
+JOB = IRIS_KNN3 + """[models.tree]
 estimator = "DecisionTreeClassifier"
 params = { random_state = 0 }
 grid = { max_depth = { range = [1, 6] } }
