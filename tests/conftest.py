@@ -133,6 +133,20 @@ class Env:
     def leftovers(self) -> list[psutil.Process]:
         return find_leftovers(self.state, exclude={os.getpid()})
 
+    def assert_no_leftovers(self, within: float = 5.0) -> None:
+        """Every process of this state folder's daemon gone within ``within`` seconds (a
+        resource tracker exits by itself shortly after the last process holding its pipe)."""
+        deadline = time.monotonic() + within
+        while (left := self.leftovers()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        described = []
+        for p in left:
+            try:
+                described.append((p.pid, p.status(), " ".join(p.cmdline())[:200]))
+            except psutil.Error:
+                continue
+        assert not described, f"still running {within}s after the daemon: {described}"
+
     def reap(self) -> None:
         for p in self.procs:
             if p.poll() is None:

@@ -70,7 +70,7 @@ def test_warm_stop_flushes_and_resumes(env: Env) -> None:
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=15) == 0
     assert time.monotonic() - started < 10
-    assert not env.leftovers()
+    env.assert_no_leftovers()
     # with a 60 s interval, only the warm stop's flush can have saved these results
     res = load_results("warm", env.state, with_estimators=False)
     saved = sum(m.fits_done for m in res.models.values())

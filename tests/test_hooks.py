@@ -77,7 +77,7 @@ def test_the_command_gets_each_end_in_its_environment_and_its_output_is_logged(
     assert log.count("on_job_end: exit status 0") == 2
     # iris's command starts in the step that ends the drain: the daemon waits for it
     assert "waiting up to 10s for 1 on_job_end command(s)" in log
-    assert not env.leftovers()
+    env.assert_no_leftovers()
 
 
 def test_a_hanging_command_is_killed_with_its_children_after_the_limit(env: Env) -> None:
