@@ -32,20 +32,70 @@ def _no_user_config(tmp_path_factory: pytest.TempPathFactory,
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "no-xdg-config"))
 
 
+#: the longest tests first (measured: a clean-clone run under ``-n 3`` on 2 cores), so that
+#: pytest-xdist's workers end together instead of one running the kill storm alone at the
+#: end; substrings of node ids, in order, the rest after them in file order
+LONGEST_FIRST = (
+    "test_faults.py::test_kill_storm", "test_example_e2e.py", "test_dask.py",
+    "test_hostile_jobs.py::test_mutated", "test_etiquette.py::test_a_real_exclusive",
+    "test_security_files.py::test_the_daemon_serves", "test_poison.py", "test_checkpoint.py",
+    "test_halving.py", "test_security_files.py", "test_worker_limits.py",
+    "test_idle_daemon.py", "test_crash.py", "test_faults.py", "test_report",
+    "test_service.py", "test_chains", "test_cli.py", "test_hooks.py", "test_features_e2e.py",
+)
+
+
+def _rank(item: pytest.Item) -> int:
+    if item.get_closest_marker("solo") is not None:
+        return -1
+    for i, part in enumerate(LONGEST_FIRST):
+        if part in item.nodeid:
+            return i
+    return len(LONGEST_FIRST)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The ``solo`` tests first (see :func:`pytest_runtest_protocol`), then the longest."""
+    items.sort(key=_rank)  # stable: the rest keep their order
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Count the solo tests that will run (``-m`` and ``-k`` have deselected the others)."""
+    session.config.stash[_SOLO_COUNT] = sum(1 for i in session.items if _rank(i) < 0)
+
+
+_SOLO_COUNT = pytest.StashKey[int]()
+#: how long a test waits for the solo tests to end before it runs anyway (the rw-lock below
+#: still keeps it out of a solo test's way)
+SOLO_PHASE_WAIT = 600.0
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
                             ) -> Iterator[None]:
-    """Under pytest-xdist (``-n N``), a test marked ``solo`` (one that reads the machine's load)
-    waits until the tests running in the other workers end, and holds the others back while
-    it runs: a readers-writer lock on two files every worker opens. The ``gate`` gives the
-    waiting solo test priority, so a stream of other tests cannot starve it. The wait is
-    outside the test's own timeout (this wrapper runs before pytest-timeout's)."""
+    """Under pytest-xdist (``-n N``), the tests marked ``solo`` (they read the machine's load)
+    run first, one at a time, while the other workers' tests wait for them all to end (the
+    ``done`` file counts them): a short solo phase at the start instead of every worker
+    idling, at each solo test, until the longest test in flight ends.
+
+    A readers-writer lock on two files every worker opens also keeps a solo test alone
+    whatever the order: it waits until the tests running in the other workers end and
+    holds the others back while it runs. The ``gate`` gives the waiting solo test
+    priority, so a stream of other tests cannot starve it. The waits are outside the test's
+    own timeout (this wrapper runs before pytest-timeout's)."""
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
     if run is None:  # one process: nothing else runs at the same time
         yield
         return
     solo = item.get_closest_marker("solo") is not None
     base = Path(tempfile.gettempdir()) / f"searchd-tests-{run}"
+    done = Path(f"{base}.solo-done")
+    if not solo:
+        deadline = time.monotonic() + SOLO_PHASE_WAIT
+        expected = item.config.stash.get(_SOLO_COUNT, 0)
+        while time.monotonic() < deadline and expected and \
+                (done.stat().st_size if done.exists() else 0) < expected:
+            time.sleep(0.2)
     with open(f"{base}.gate", "ab") as gate, open(f"{base}.room", "ab") as room:
         fcntl.flock(gate, fcntl.LOCK_EX)
         try:
@@ -58,6 +108,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
         finally:
             fcntl.flock(room, fcntl.LOCK_UN)
             if solo:
+                with open(done, "ab") as f:
+                    f.write(b".")  # one byte per solo test ended
                 fcntl.flock(gate, fcntl.LOCK_UN)
 
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import pickle
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import sklearn
+from filelock import FileLock
 from sklearn.model_selection import GridSearchCV
 
 from searchd.jobs.load import load_job
@@ -14,9 +21,32 @@ from searchd.worker.data import load_dataset
 from searchd.worker.estimators import build_template, build_value, grid_key, is_classification
 
 
-def reference_searches(job_file: Path, splits: list[Any]) -> dict[str, GridSearchCV]:
+def reference_searches(job_file: Path, splits: list[Any]) -> dict[str, Any]:
+    """Each model type's GridSearchCV, fitted (its ``cv_results_`` and ``best_params_``).
+
+    Under pytest-xdist, computed once per test run for the same job text, data and splits
+    (several tests check the same job against scikit-learn): the other workers wait for the
+    first and read its results from the run's private folder."""
     job = load_job(job_file, 10**9)
     data = load_dataset(job, is_classification(job, ()))
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:
+        return _fit(job, data, splits)
+    key = hashlib.sha256(pickle.dumps((job_file.read_bytes(), data.X_train, data.y_train,
+                                       splits, sklearn.__version__))).hexdigest()[:32]
+    folder = Path(tempfile.gettempdir()) / f"searchd-tests-{run}.refs"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    cached = folder / f"{key}.pkl"
+    with FileLock(folder / f"{key}.lock"):
+        if cached.exists():  # written below, by this test run
+            return pickle.loads(cached.read_bytes())  # type: ignore[no-any-return]
+        out = {name: SimpleNamespace(cv_results_=gs.cv_results_, best_params_=gs.best_params_)
+               for name, gs in _fit(job, data, splits).items()}
+        cached.write_bytes(pickle.dumps(out))
+        return out
+
+
+def _fit(job: Any, data: Any, splits: list[Any]) -> dict[str, GridSearchCV]:
     steps = {s.name for s in job.preprocess}
     out = {}
     for m in job.models:

@@ -206,6 +206,29 @@ def test_leftovers_of_a_killed_daemon_never_block_or_fool_the_next(env: Env) -> 
 
 KILLS = 25
 INTERVAL = 1.0
+#: iris, three model types, 180 candidates × 4 folds: each fit takes milliseconds, and the
+#: pacing shim (tests/faultinject) makes each wait STORM_PACE seconds first, so the job
+#: outlasts 25 kills while leaving the machine's cores to the other tests; the pace drops to
+#: 0 once the kills are done, and GridSearchCV's reference costs seconds
+STORM_JOB = """
+[data]
+source = "sklearn:iris"
+[search]
+cv = 4
+[models.knn]
+estimator = "KNeighborsClassifier"
+grid = { n_neighbors = { range = [1, 51] }, weights = ["uniform", "distance"] }
+[models.tree]
+estimator = "DecisionTreeClassifier"
+params = { random_state = 0 }
+grid = { max_depth = { range = [1, 16] }, criterion = ["gini", "entropy"], splitter = ["best", "random"] }
+[models.lr]
+estimator = "LogisticRegression"
+params = { max_iter = 500 }
+grid = { C = { logspace = [-3, 3, 20] } }
+"""
+STORM_FITS = (100 + 60 + 20) * 4
+STORM_PACE = 0.25
 
 
 def _targets(daemon: subprocess.Popen[bytes], job: str) -> dict[str, list[int]]:
@@ -228,19 +251,22 @@ def _struck_in_flight(env: Env, job: str) -> bool:
 def test_kill_storm(env: Env) -> None:
     rng = random.Random(20261129)
     job = "storm"
-    # bigger than SLOW_JOB, so that all the kills land before it ends
-    env.write_job(f"{job}.toml", SLOW_JOB.replace("logspace = [-4, -2, 5]",
-                                                  "logspace = [-4, -2, 9]"))
+    env.write_job(f"{job}.toml", STORM_JOB)
+    pace = env.root / "pace"
+    pace.write_text(str(STORM_PACE))
     # a short backoff: the kills of a worker or of a joblib process are deaths, and the
     # daemon would otherwise wait 1 s before each restart (2 s, 4 s in a row)
     config = env.root / "storm.toml"
     config.write_text("restart_backoff = 0.2\n")
     flags = ("--checkpoint-interval", str(INTERVAL), "--n-jobs", "2", "--config", str(config))
-    daemon = env.start(*flags)
+    paced = {"PYTHONPATH": str(REPO / "tests" / "faultinject"), "SEARCHD_TEST_FIT_PACE": str(pace)}
+    daemon = env.start(*flags, extra_env=paced)
     kinds: dict[str, int] = {}
     rates = []
-    for _ in range(KILLS):
+    for n in range(KILLS):
         before = env.summary(job).get("fits_done", 0)
+        if before > STORM_FITS * (0.2 + 0.7 * n / KILLS):  # ahead of the kills: slow it down
+            pace.write_text(str(float(pace.read_text()) * 1.5))
         start_fits, t0 = fits_logged(env, job), time.monotonic()
         # let it make real progress (reported past the last high-water mark: a worker that
         # dies 3 times in a row without that fails its job), then kill at a random moment
@@ -266,15 +292,15 @@ def test_kill_storm(env: Env) -> None:
         if kind in ("group", "supervisor"):
             daemon.wait(timeout=10)
             env.wait_for(lambda: not env.leftovers(), 10, "the dead daemon's processes to end")
-            daemon = env.start(*flags)
+            daemon = env.start(*flags, extra_env=paced)
     kills = sum(kinds.values())
+    pace.write_text("0")  # the rest at full speed
     env.wait_for(lambda: env.summary(job).get("state") in ("done", "failed"), 600, "the end")
     rec = env.summary(job)
     assert rec["state"] == "done", rec
     assert kills == KILLS, kinds
     results = searchd.load_results(job, env.state)
-    assert assert_same_as_gridsearch(results, env.state / job / "job.toml") == \
-        (11 + 81 + 3) * 4
+    assert assert_same_as_gridsearch(results, env.state / job / "job.toml") == STORM_FITS
     assert env.cli("verify").returncode == 0
     wasted = rec["fits_computed"] - rec["fits_total"]
     strikes = json.loads((env.state / job / STRIKES).read_text()) \

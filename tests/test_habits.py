@@ -79,7 +79,10 @@ def test_status_watch_ctrl_c_exits_0(tmp_path: Path) -> None:
                              "--state", str(tmp_path / "state"), "--jobs",
                              str(tmp_path / "jobs")], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+                            env={**os.environ, "PYTHONPATH": str(REPO)},
+                            # Ctrl-C as a terminal gives it: a disposition of SIG_IGN that
+                            # another test left in this process would be inherited
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout is not None
         assert "Every 0.2s" in proc.stdout.readline()  # it is running

@@ -28,7 +28,7 @@ import shutil
 import sys
 import tomllib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -501,14 +501,20 @@ def test_the_seeds_are_valid_jobs(place: Path) -> None:
         assert feed(to_toml(SEED_DOCS[name]), place / f"{name}.toml") == "accepted", name
 
 
-@settings(FUZZ, max_examples=3_000)
-@given(doc=mutated_docs(), fmt=st.sampled_from(["json", "json-ascii", "toml"]))
-def test_mutated_documents_are_accepted_or_invalid(place: Path, doc: dict[str, Any],
-                                                   fmt: str) -> None:
-    raw = to_toml(doc) if fmt == "toml" else to_json(doc, ascii_only=fmt == "json-ascii")
-    feed(raw, place / ("fuzz.toml" if fmt == "toml" else "fuzz.json"), _strings(doc, set()),
-         kind="documents")
-    _no_markers(place)
+def _documents(n: int) -> Callable[..., None]:
+    @settings(FUZZ, max_examples=n)
+    @given(doc=mutated_docs(), fmt=st.sampled_from(["json", "json-ascii", "toml"]))
+    def test(place: Path, doc: dict[str, Any], fmt: str) -> None:
+        raw = to_toml(doc) if fmt == "toml" else to_json(doc, ascii_only=fmt == "json-ascii")
+        feed(raw, place / ("fuzz.toml" if fmt == "toml" else "fuzz.json"),
+             _strings(doc, set()), kind="documents")
+        _no_markers(place)
+    return test
+
+
+# the README's test command tries a sample; the extended tier, the 3,000 RELIABILITY.md counts
+test_a_sample_of_mutated_documents_is_accepted_or_invalid = _documents(500)
+test_mutated_documents_are_accepted_or_invalid = pytest.mark.slow(_documents(3_000))
 
 
 INVALID_UTF8 = [b"\xff", b"\xfe\xff", b"\xc3\x28", b"\xe2\x82", b"\xed\xa0\x80", b"\xc0\xaf",
@@ -539,12 +545,18 @@ def mangled_bytes(draw: st.DrawFn) -> bytes:
     return bytes(raw)
 
 
-@settings(FUZZ, max_examples=2_000)
-@given(raw=st.one_of(st.binary(max_size=3_000), mangled_bytes()),
-       suffix=st.sampled_from([".toml", ".json"]))
-def test_raw_bytes_are_accepted_or_invalid(place: Path, raw: bytes, suffix: str) -> None:
-    feed(raw, place / f"raw{suffix}", kind="bytes")
-    _no_markers(place)
+def _bytes(n: int) -> Callable[..., None]:
+    @settings(FUZZ, max_examples=n)
+    @given(raw=st.one_of(st.binary(max_size=3_000), mangled_bytes()),
+           suffix=st.sampled_from([".toml", ".json"]))
+    def test(place: Path, raw: bytes, suffix: str) -> None:
+        feed(raw, place / f"raw{suffix}", kind="bytes")
+        _no_markers(place)
+    return test
+
+
+test_a_sample_of_raw_bytes_is_accepted_or_invalid = _bytes(400)
+test_raw_bytes_are_accepted_or_invalid = pytest.mark.slow(_bytes(2_000))
 
 
 @pytest.mark.parametrize("raw, suffix, reason", [
