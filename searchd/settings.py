@@ -99,6 +99,9 @@ class Settings:
     on_job_end: tuple[str, ...] = ()
     #: seconds on_job_end may run before it is killed (with its process group)
     on_job_end_timeout: float = 30.0
+    #: keep ``state/<job>/report.html`` current (the worker draws its plots with
+    #: matplotlib); ``searchd report`` draws a page on demand either way
+    report: bool = True
     # --- results for the group ---
     #: publish each job's results (summary, cv_results, report, skops models; never
     #: pickles, keys or checkpoints) readable by the daemon's group (searchd.state.published)

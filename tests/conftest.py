@@ -34,9 +34,13 @@ def _no_user_config(tmp_path_factory: pytest.TempPathFactory,
 
 #: the longest tests first (measured: a clean-clone run under ``-n 3`` on 2 cores), so that
 #: pytest-xdist's workers end together instead of one running the kill storm alone at the
-#: end; substrings of node ids, in order, the rest after them in file order
+#: end; substrings of node ids, in order, the rest after them in file order. With
+#: ``--maxschedchunk=1`` (pyproject's addopts) xdist hands each worker two tests to begin
+#: with, in this order, then one more as each ends: the two longest are 3rd and 5th, so
+#: that no worker begins with both.
 LONGEST_FIRST = (
-    "test_faults.py::test_kill_storm", "test_example_e2e.py", "test_dask.py",
+    "test_faults.py::test_kill_storm", "test_dask.py::test_cluster_scores",
+    "test_example_e2e.py", "test_dask.py",
     "test_hostile_jobs.py::test_mutated", "test_etiquette.py::test_a_real_exclusive",
     "test_security_files.py::test_the_daemon_serves", "test_poison.py", "test_checkpoint.py",
     "test_halving.py", "test_security_files.py", "test_worker_limits.py",
@@ -67,7 +71,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 _SOLO_COUNT = pytest.StashKey[int]()
 #: how long a test waits for the solo tests to end before it runs anyway (the rw-lock below
 #: still keeps it out of a solo test's way)
-SOLO_PHASE_WAIT = 600.0
+SOLO_PHASE_WAIT = 300.0
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -128,6 +132,9 @@ class Env:
     jobs: Path
     state: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: let the daemons this Env starts draw each job's report.html (matplotlib: a second or
+    #: more of CPU per job); the tests of the report turn it on, the others run --no-report
+    report: bool = False
 
     def cli(self, *args: str, timeout: float = 120, check: bool = False
             ) -> subprocess.CompletedProcess[str]:
@@ -136,6 +143,8 @@ class Env:
             cmd += ["--jobs", str(self.jobs)]
         if args and args[0] == "run" and "--ignore-load" not in args:
             cmd.append("--ignore-load")  # tests share a busy machine; the idle suite opts in
+        if args and args[0] == "run" and not self.report:
+            cmd.append("--no-report")
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                              cwd=self.root)
         if check and out.returncode != 0:
@@ -150,7 +159,8 @@ class Env:
         ``ignore_load=False`` lets the idle gate's load rule act (the idle suite's tests).
         """
         cmd = [sys.executable, "-m", "searchd", "run", "--state", str(self.state),
-               "--jobs", str(self.jobs), *(["--ignore-load"] if ignore_load else []), *flags]
+               "--jobs", str(self.jobs), *(["--ignore-load"] if ignore_load else []),
+               *([] if self.report else ["--no-report"]), *flags]
         logf = open(self.root / log, "ab")  # closed with the process
         p = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=self.root,
                              start_new_session=True, env={**os.environ, **(extra_env or {})})
@@ -248,8 +258,9 @@ def remove_orphaned_shm(since: float) -> int:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    e = Env(tmp_path, tmp_path / "jobs", tmp_path / "state")
+def env(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Env]:
+    e = Env(tmp_path, tmp_path / "jobs", tmp_path / "state",
+            report=request.node.get_closest_marker("report") is not None)
     e.jobs.mkdir()
     since = time.time() - 1.0
     try:

@@ -19,6 +19,7 @@ from reference import assert_same_as_gridsearch
 import searchd
 
 
+@pytest.mark.report  # as the README's first command runs it
 @pytest.mark.timeout(240)
 def test_example_job_end_to_end(env: Env) -> None:
     shutil.copy(REPO / "jobs" / "example.toml", env.jobs / "example.toml")
@@ -38,6 +39,7 @@ def test_example_job_end_to_end(env: Env) -> None:
     assert (job_dir / "results.ckpt").exists()
     for m in ("knn", "rf", "lr", "nb"):
         assert (job_dir / f"model-{m}.ckpt").exists()
+    assert "<svg" in (job_dir / "report.html").read_text()
     summary = json.loads((job_dir / "summary.json").read_text())
     assert summary["state"] == "done"
     assert summary["fits_done"] == summary["fits_total"] == 170

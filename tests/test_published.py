@@ -33,7 +33,7 @@ from searchd.state import published as pub
 from searchd.state.files import KEY_FILE, secure_state_dir
 from searchd.worker.publishing import Publisher
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.report]
 
 JOB = """
 [data]
@@ -56,7 +56,7 @@ NOTICE = "reading the published results in "
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     root = tmp_path_factory.mktemp("published")
-    env = Env(root=root, jobs=root / "jobs", state=root / "state")
+    env = Env(root=root, jobs=root / "jobs", state=root / "state", report=True)
     env.jobs.mkdir()
     env.write_job("iris.toml", JOB)
     cfg = root / "searchd.toml"

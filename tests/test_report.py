@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import Env
+from jobtexts import IRIS_KNN
 
 from searchd.report import REPORT, refresh_report, render_report, write_report
 from searchd.report.axes import (
@@ -33,6 +34,8 @@ from searchd.report.stats import corrected_ttest, split_sizes
 from searchd.report.timeline import TIMELINE, TimelinePoint, append_timeline, read_timeline, thin
 from searchd.state.read import JobResults, ModelSearch, load_results
 from searchd.state.records import JobRecord, JobState
+
+pytestmark = pytest.mark.report  # the daemons here draw the report
 
 JOB = "demo"
 #: svc's best C on iris is 10, the grid's largest value: the edge warning's case
@@ -58,7 +61,7 @@ grid = { max_depth = { range = [1, 4] } }
 
 def build_demo_job(root: Path) -> Env:
     """A finished three-type iris job (115 fits, a few seconds), in ``root``."""
-    env = Env(root, root / "jobs", root / "state")
+    env = Env(root, root / "jobs", root / "state", report=True)
     env.jobs.mkdir(parents=True)
     env.write_job(f"{JOB}.toml", JOB_TEXT)
     try:
@@ -347,6 +350,19 @@ def test_searchd_report_writes_the_file_and_says_so(demo: Env, tmp_path: Path) -
     assert missing.stderr.count("\n") == 1 and not (tmp_path / "x.html").exists()
 
 
+@pytest.mark.timeout(120)
+def test_no_report_keeps_no_page_and_searchd_report_still_writes_one(env: Env) -> None:
+    env.report = False  # `run --no-report` (`report = false`)
+    env.write_job("quiet.toml", IRIS_KNN)
+    run = env.cli("run", "--drain", timeout=100)
+    assert run.returncode == 0 and "--no-report" in " ".join(run.args), run.stderr[-2000:]
+    assert env.summary("quiet")["state"] == "done"
+    assert not (env.state / "quiet" / REPORT).exists()
+    out = env.cli("report", "quiet", "-o", str(env.root / "q.html"), check=True)
+    assert "wrote the report of quiet" in out.stdout
+    assert "<svg" in (env.root / "q.html").read_text()
+
+
 def test_the_daemon_s_copy_is_private_and_its_failures_are_logged(demo: Env,
                                                                   tmp_path: Path) -> None:
     assert refresh_report(demo.state, JOB)
@@ -412,7 +428,7 @@ kernel = ["rbf", "linear"]
 def strategies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Env, str]]:
     """A finished job with a halving and a random type (141 fits, a few seconds), and its page."""
     root = tmp_path_factory.mktemp("strategies")
-    env = Env(root, root / "jobs", root / "state")
+    env = Env(root, root / "jobs", root / "state", report=True)
     env.jobs.mkdir(parents=True)
     env.write_job(f"{STRATEGIES}.toml", STRATEGIES_TEXT)
     try:

@@ -93,7 +93,7 @@ EVERY_KEY = dict(n_jobs=1, checkpoint_interval=0.7, max_candidates=777, allow_mo
                  log_level="DEBUG", scan_interval=0.6, max_worker_deaths=4, restart_backoff=0.5,
                  max_load=0.7, sample_interval=0.9, pause_after=3, resume_after=7.0,
                  min_free_memory=0.01, max_suspend=99.0, run_window="* * * * *",
-                 ignore_load=True)
+                 ignore_load=True, report=False)
 
 
 @pytest.mark.timeout(120)

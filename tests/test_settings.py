@@ -125,6 +125,7 @@ on_job_end = ["notify-send", "searchd"]
 on_job_end_timeout = 5
 publish = true
 publish_dir = "/srv/results"
+report = false
 """)
     s = resolve_settings(cfg, {})
     assert s == Settings(
@@ -138,7 +139,7 @@ publish_dir = "/srv/results"
         max_data_bytes=1000, max_job_seconds=60.0, max_priority=5, max_memory=2048,
         max_fit_seconds=30.0, preprocess_cache_mb=64.0, on_job_end=("notify-send", "searchd"),
         on_job_end_timeout=5.0,
-        publish=True, publish_dir=Path("/srv/results"))
+        publish=True, publish_dir=Path("/srv/results"), report=False)
     assert {f.name for f in dataclasses.fields(Settings)} == set(load_config(cfg))
 
 

@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "is stopped to free memory (0 = never)")
     r.add_argument("--run-window", help="crontab expression of when work may run")
     r.add_argument("--ignore-load", action="store_true", default=None)
+    r.add_argument("--no-report", dest="report", action="store_false", default=None,
+                   help="do not keep each job's report.html current")
     r.add_argument("--checkpoint-interval", type=float)
     r.add_argument("--max-candidates", type=int)
     r.add_argument("--dask", dest="dask_scheduler", metavar="ADDRESS")
@@ -148,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     flags = {k: getattr(args, k) for k in (
         "n_jobs", "max_load", "resume_after", "sample_interval", "pause_after",
         "min_free_memory", "max_suspend", "run_window", "ignore_load", "checkpoint_interval",
-        "max_candidates", "dask_scheduler", "log_level")}
+        "max_candidates", "dask_scheduler", "log_level", "report")}
     settings = settings_for(args, **flags)
     fmt = setup_logging(settings.log_level)
     if not settings.jobs_dir.is_dir():

@@ -108,7 +108,8 @@ class JobRun:
         self.splits: list[Split] = []
         #: state/<job>/report.html, drawn in a thread of its own
         self.reports = ReportKeeper(job_dir.parent, job_id,
-                                    settings.publish_root() if settings.publish else None)
+                                    settings.publish_root() if settings.publish else None,
+                                    draw=settings.report)
 
     # --- checkpoints ---------------------------------------------------------------------------
 

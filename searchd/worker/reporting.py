@@ -22,8 +22,11 @@ REPORT_SECONDS = 300.0
 
 
 class ReportKeeper:
-    def __init__(self, state_dir: Path, job_id: str, publish_to: Path | None = None) -> None:
+    def __init__(self, state_dir: Path, job_id: str, publish_to: Path | None = None,
+                 draw: bool = True) -> None:
         self.state_dir, self.job_id = state_dir, job_id
+        #: draw the page (the ``report`` setting); publishing goes on without it
+        self.draw = draw
         #: with ``publish``: the results for the daemon's group, after each report
         self.publisher = None if publish_to is None else Publisher(state_dir, job_id, publish_to)
         self._wanted = threading.Event()
@@ -59,10 +62,10 @@ class ReportKeeper:
                 self._idle.set()
 
     def _draw(self) -> None:
-        from searchd.report import refresh_report  # matplotlib: only once a report is due
-
         self._last = time.monotonic()
-        if refresh_report(self.state_dir, self.job_id):
-            self.written += 1
+        if self.draw:
+            from searchd.report import refresh_report  # matplotlib: only once one is due
+            if refresh_report(self.state_dir, self.job_id):
+                self.written += 1
         if self.publisher is not None:
             self.publisher.publish()
