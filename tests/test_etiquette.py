@@ -474,6 +474,7 @@ grid = { n_neighbors = { range = [1, 61, 2] } }
 E2E_FITS = 30 * 3
 
 
+@pytest.mark.slow  # the rule's steps are tested above on the steppable daemon
 @pytest.mark.timeout(120)
 def test_a_real_exclusive_program_suspends_and_resumes_the_tree_with_scores_unchanged(
         env: Env) -> None:

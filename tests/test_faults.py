@@ -221,7 +221,10 @@ grid = { n_neighbors = { range = [1, 51] }, weights = ["uniform", "distance"] }
 [models.tree]
 estimator = "DecisionTreeClassifier"
 params = { random_state = 0 }
-grid = { max_depth = { range = [1, 16] }, criterion = ["gini", "entropy"], splitter = ["best", "random"] }
+[models.tree.grid]
+max_depth = { range = [1, 16] }
+criterion = ["gini", "entropy"]
+splitter = ["best", "random"]
 [models.lr]
 estimator = "LogisticRegression"
 params = { max_iter = 500 }

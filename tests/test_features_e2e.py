@@ -111,6 +111,7 @@ grid = { n_neighbors = [3] }
 """
 
 
+@pytest.mark.slow  # test_a_failing_candidate_is_recorded_like_error_score_nan: one fails
 @pytest.mark.timeout(120)
 def test_a_model_type_whose_every_candidate_fails_ends_with_a_reason(env: Env) -> None:
     env.write_job("allfail.toml", ALL_FAIL)

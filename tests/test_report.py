@@ -451,6 +451,7 @@ def test_strategy_sections_are_registered() -> None:
     assert STRATEGY_SECTIONS["random"] == [sampled_points]
 
 
+@pytest.mark.slow  # a daemon run of a halving and a random job; their pieces: alone below
 def test_a_halving_type_shows_its_rounds(strategies: tuple[Env, str]) -> None:
     env, page = strategies
     tree = load_results(STRATEGIES, env.state, with_estimators=False)["tree"]
@@ -470,6 +471,7 @@ def test_a_halving_type_shows_its_rounds(strategies: tuple[Env, str]) -> None:
     assert "<th>round</th>" in html
 
 
+@pytest.mark.slow  # a daemon run of a halving and a random job; their pieces: alone below
 def test_a_random_type_shows_its_sampled_points(strategies: tuple[Env, str]) -> None:
     _, page = strategies
     html = _section(page, "svc")
@@ -494,6 +496,7 @@ def _svg(html: str, label: str) -> str:
     return html[start: html.index("</svg>", start)]
 
 
+@pytest.mark.slow  # a daemon run of a halving and a random job; their pieces: alone below
 def test_the_strategy_page_is_deterministic_and_counts_its_plots(
         strategies: tuple[Env, str]) -> None:
     env, page = strategies

@@ -236,14 +236,18 @@ def test_scan_rejects_hostile_names_and_state_clashes(tmp_path: Path) -> None:
     assert any("clash" in str(p) and "is not a folder" in r for p, r in rejected)
 
 
-def test_validate_and_submit_refuse_reserved_ids(env: Env) -> None:
+def test_validate_and_submit_refuse_reserved_ids(env: Env,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # in this process (each a subprocess cost 3 s of imports); test_cli runs them as commands
+    from searchd.cli.main import main
     for name in ("pause.json.toml", "searchd.key.toml", "-x.toml"):
         src = env.root / name
         src.write_text(JOB)
         for cmd in ("validate", "submit"):
-            out = env.cli(cmd, str(src))
-            assert out.returncode != 0 and "job id" in out.stderr, (name, cmd, out.stderr)
-            assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+            code = main([cmd, str(src), "--state", str(env.state), "--jobs", str(env.jobs)])
+            err = capsys.readouterr().err
+            assert code != 0 and "job id" in err, (name, cmd, err)
+            assert len(err.strip().splitlines()) == 1, err
     assert sorted(os.listdir(env.jobs)) == []
 
 

@@ -39,7 +39,7 @@ def _receive(sock: socket.socket, seconds: float) -> list[tuple[float, str]]:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("kind", ["path", "abstract"])
+@pytest.mark.parametrize("kind", [pytest.param("path", marks=pytest.mark.slow), "abstract"])
 def test_ready_status_watchdog_and_stopping(env: Env, kind: str) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     if kind == "path":
