@@ -35,9 +35,10 @@ def _no_user_config(tmp_path_factory: pytest.TempPathFactory,
 #: the longest tests first (measured: a clean-clone run under ``-n 3`` on 2 cores), so that
 #: pytest-xdist's workers end together instead of one running the kill storm alone at the
 #: end; substrings of node ids, in order, the rest after them in file order. With
-#: ``--maxschedchunk=1`` (pyproject's addopts) xdist hands each worker two tests to begin
-#: with, in this order, then one more as each ends: the two longest are 3rd and 5th, so
-#: that no worker begins with both.
+#: ``--dist loadgroup --no-loadscope-reorder`` (pyproject's addopts) xdist hands each worker
+#: two tests (or ``xdist_group``s: the modules whose module-scoped fixture runs a daemon keep
+#: their tests on one worker) to begin with, in this order, then one more as each ends: the
+#: two longest are 3rd and 5th, so that no worker begins with both.
 LONGEST_FIRST = (
     "test_faults.py::test_kill_storm", "test_dask.py::test_cluster_scores",
     "test_example_e2e.py", "test_dask.py",

@@ -247,6 +247,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.xdist_group("tampered")  # one worker: one run of the `finished` fixture
 @pytest.mark.parametrize("kind", TAMPER_PARAMS)
 def test_a_tampered_checkpoint_is_quarantined_and_the_job_resumes(
         env: Env, kind: str, finished: Callable[[str], Path]) -> None:

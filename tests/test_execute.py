@@ -85,6 +85,9 @@ def test_the_worker_fits_while_the_pool_starts_then_both_do(
 
 def test_a_small_job_never_starts_the_pool() -> None:
     template, X, y, splits, scoring, tasks = problem()
+    # 12 fits of ~1 ms: far under the pool's start even on a loaded machine (60 once took
+    # over the 1 s that starts it, under a full test run)
+    tasks = tasks[:12]
     runner = LocalRunner(2, X, y, splits)
     got = {(i, f): s for i, f, s, *_ in runner.stream(template, tasks, scoring,
                                                       count=len(tasks))}

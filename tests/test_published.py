@@ -33,7 +33,8 @@ from searchd.state import published as pub
 from searchd.state.files import KEY_FILE, secure_state_dir
 from searchd.worker.publishing import Publisher
 
-pytestmark = [pytest.mark.timeout(120), pytest.mark.report]
+pytestmark = [pytest.mark.timeout(120), pytest.mark.report,
+              pytest.mark.xdist_group("published")]  # one run of the module fixture
 
 JOB = """
 [data]

@@ -35,7 +35,8 @@ from searchd.report.timeline import TIMELINE, TimelinePoint, append_timeline, re
 from searchd.state.read import JobResults, ModelSearch, load_results
 from searchd.state.records import JobRecord, JobState
 
-pytestmark = pytest.mark.report  # the daemons here draw the report
+#: the daemons here draw the report; one worker runs the module (its fixtures run daemons)
+pytestmark = [pytest.mark.report, pytest.mark.xdist_group("report")]
 
 JOB = "demo"
 #: svc's best C on iris is 10, the grid's largest value: the edge warning's case
