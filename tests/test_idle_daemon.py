@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import Env, fits_logged
+from conftest import REPO, Env, fits_logged
 from jobtexts import DIGITS_THREE_TYPES
 from reference import assert_same_as_gridsearch
 
@@ -34,6 +34,29 @@ NCPU = os.cpu_count() or 1
 # ~170 fits of 0.02-0.5 s: long enough to be paused mid-search, short enough to finish.
 JOB = DIGITS_THREE_TYPES
 JOB_FITS = (4 + 36 + 2) * 4
+
+# iris, 240 fits of a millisecond, each paced to wait PACE s first (tests/faultinject): the
+# external-load test's job lasts as long as it needs to, its GridSearchCV reference is
+# cheap, and the test (which runs alone) is over sooner
+PACED_JOB = """
+[data]
+source = "sklearn:iris"
+[search]
+cv = 4
+[models.knn]
+estimator = "KNeighborsClassifier"
+grid = { n_neighbors = { range = [1, 31] } }
+[models.tree]
+estimator = "DecisionTreeClassifier"
+params = { random_state = 0 }
+grid = { max_depth = { range = [1, 11] }, criterion = ["gini", "entropy"] }
+[models.lr]
+estimator = "LogisticRegression"
+params = { max_iter = 500 }
+grid = { C = { logspace = [-2, 2, 10] } }
+"""
+PACED_FITS = (30 + 20 + 10) * 4
+PACE = 0.1
 
 # 2,000 SVC fits: minutes of work on every core, never finished by the tests that use it.
 LONG_JOB = """
@@ -243,11 +266,15 @@ NO_MEMORY_RULE = ("--min-free-memory", "0")
 @pytest.mark.solo  # reads the machine's load: under -n N the other tests wait
 @pytest.mark.timeout(600)
 def test_external_load_suspends_the_tree_then_resumes_with_identical_results(env: Env) -> None:
-    env.write_job("busy.toml", JOB)
+    env.write_job("busy.toml", PACED_JOB)
+    pace = env.root / "pace"
+    pace.write_text(str(PACE))
     daemon = env.start("--max-load", str(MAX_LOAD), "--resume-after", str(RESUME_AFTER),
                        "--sample-interval", "0.5", "--max-suspend", "0",
                        "--checkpoint-interval", "1", "--n-jobs", str(NCPU), *NO_MEMORY_RULE,
-                       ignore_load=False)
+                       ignore_load=False, extra_env={
+                           "PYTHONPATH": str(REPO / "tests" / "faultinject"),
+                           "SEARCHD_TEST_FIT_PACE": str(pace)})
 
     def running_well() -> bool:
         s = env.summary("busy")
@@ -255,7 +282,7 @@ def test_external_load_suspends_the_tree_then_resumes_with_identical_results(env
             and len(tree_status(daemon.pid)) >= NCPU  # the worker and its pool's NCPU - 1
     # other programs' load may hold the job back for a while: that is the gate working
     env.wait_for(running_well, 240, "the job to run with its pool's processes")
-    assert fits_logged(env, "busy") < JOB_FITS * 0.8, "the job nearly finished before the load"
+    assert fits_logged(env, "busy") < PACED_FITS * 0.8, "the job nearly finished before the load"
 
     with external_load() as load:
         t0 = time.monotonic()
@@ -306,10 +333,11 @@ def test_external_load_suspends_the_tree_then_resumes_with_identical_results(env
     assert resumed_at >= t_end_epoch + RESUME_AFTER - 0.2, "resumed before the quiet period"
     resume_latency = t_resumed - t_end
     paused_for = t_resumed - t_stopped
+    pace.write_text("0")  # the rest at full speed
 
     env.wait_for(lambda: env.summary("busy").get("state") == "done", 300, "the job to finish")
     s = env.summary("busy")
-    assert s["fits_done"] == JOB_FITS and s["paused_reason"] is None
+    assert s["fits_done"] == PACED_FITS and s["paused_reason"] is None
     # the ETA's clock (run_seconds) excludes the time the worker spent suspended (give or
     # take the steps the suspension and the resume land in: 2 s of slack on a 6 s pause; a
     # clean run after the daemon's restructuring once came 0.26 s over 1.5 s)
@@ -320,7 +348,7 @@ def test_external_load_suspends_the_tree_then_resumes_with_identical_results(env
     assert stop_daemon(daemon) == 0
 
     results = searchd.load_results("busy", env.state)
-    assert assert_same_as_gridsearch(results, env.state / "busy" / "job.toml") == JOB_FITS
+    assert assert_same_as_gridsearch(results, env.state / "busy" / "job.toml") == PACED_FITS
     print(f"pause latency {pause_latency:.2f}s ({n_stopped} processes), "
           f"resume latency {resume_latency - RESUME_AFTER:.2f}s past resume_after")
 
