@@ -73,6 +73,7 @@ grid = { max_depth = [2, 4, 6, 8, 10, { none = true }], min_samples_leaf = [1, 2
     assert res["tree"].best_estimator_.get_params()["max_depth"] == hs.best_params_["max_depth"]
 
 
+@pytest.mark.slow  # the quick tier has halving on n_samples and random halving on a parameter
 def test_halving_grid_on_a_parameter_with_aggressive_elimination(tmp_path: Path) -> None:
     # min 10, max 30, factor 3: two rounds possible, three needed: aggressive elimination
     # runs rounds 0 and 1 on 10 trees (the same parameters, two rows) and round 2 on 30
@@ -124,6 +125,7 @@ grid = { max_depth = { randint = [2, 12] }, max_features = ["sqrt", "log2"] }
     assert assert_same_halving(res["rf"], hs) == sum(hs.n_candidates_) * 3
 
 
+@pytest.mark.slow
 def test_halving_random_on_n_samples_exhausting_the_candidates(tmp_path: Path) -> None:
     # n_candidates = "exhaust": max_resources_ // min_resources_ candidates ("smallest":
     # 2 × folds × classes samples), subsampled train and test folds per round

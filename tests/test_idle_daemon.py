@@ -490,6 +490,7 @@ def test_operator_pause_survives_restart_until_it_expires(env: Env) -> None:
     assert not (env.state / "pause.json").exists()
 
 
+@pytest.mark.slow  # the operator pause test stops and resumes a real tree in the quick tier
 @pytest.mark.timeout(120)
 def test_sigterm_while_suspended_resumes_flushes_and_exits(env: Env) -> None:
     env.write_job("warm.toml", JOB)

@@ -42,6 +42,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     env.reap()
 
 
+@pytest.mark.slow  # Chromium's start; .ci/run installs it and runs the extended tier
 def test_the_report_renders_offline_in_chromium(report: Path, tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     url = report.as_uri()

@@ -155,6 +155,7 @@ def test_sighup_reloads_without_interrupting_the_job(env: Env) -> None:
     assert daemon.wait(timeout=15) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_logs_have_no_timestamps_under_systemd_and_parallel_stays_parallel(env: Env) -> None:
     env.write_job("svc.toml", JOB)
