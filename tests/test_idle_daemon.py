@@ -361,10 +361,19 @@ def test_own_full_load_never_pauses_itself(env: Env) -> None:
     env.write_job("own.toml", LONG_JOB)
     daemon = env.start("--n-jobs", "-1", "--sample-interval", "0.5", "--resume-after", "2",
                        "--max-suspend", "0", *NO_MEMORY_RULE, ignore_load=False)
-    env.wait_for(lambda: fits_logged(env, "own") >= 5, 240, "the first fits")
-
     excused: list[str] = []
     with OthersCpu(daemon.pid) as others:
+        env.wait_for(lambda: fits_logged(env, "own") >= 5, 240, "the first fits")
+        # a pause while the job started (the test run's own start can be busy) is excused
+        # the same way as one in the window: by load measured outside searchd's tree
+        for line in env.log().splitlines():
+            if "searchd: pausing: " in line:
+                at = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + \
+                    float("0." + line[20:23])
+                peak = others.peak(at - 3.0, at + 0.5)
+                assert peak > 0.25 * 0.8, \
+                    f"searchd paused itself at its start; others' load was at most {peak:.0%}"
+                excused.append(f"at the start (others {peak:.0%})")
         started = time.monotonic()
         while True:
             assert time.monotonic() - started < budget, \
