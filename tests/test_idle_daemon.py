@@ -419,7 +419,8 @@ def _pause_until(env: Env) -> float:
     return float(json.loads((env.state / "pause.json").read_text())["until"])
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.slow  # tests/test_daemon_step.py steps the operator pause; the external-load
+@pytest.mark.timeout(180)  # test stops and resumes a real tree in the quick tier
 def test_operator_pause_and_resume_with_and_without_for(env: Env) -> None:
     daemon = _start_job(env)
 

@@ -116,6 +116,7 @@ def test_nothing_secret_is_published(ran: Env) -> None:
                 assert not z.read(name).startswith(b"\x80"), (p, name)
 
 
+@pytest.mark.slow  # the folder test above checks what is published and its modes
 def test_published_results_match_the_private_ones(
         ran: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import skops.io as sio

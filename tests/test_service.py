@@ -133,6 +133,7 @@ def test_config_errors_are_one_line(env: Env, text: str, message: str) -> None:
     assert out.stderr.count("\n") == 1 and out.stderr.startswith("searchd: error: ")
 
 
+@pytest.mark.slow  # tests/test_daemon_step.py steps the reload
 @pytest.mark.timeout(120)
 def test_sighup_reloads_without_interrupting_the_job(env: Env) -> None:
     cfg = _config(env.root / "searchd.toml", max_load=0.5, checkpoint_interval=1.0)
