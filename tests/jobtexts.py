@@ -67,3 +67,32 @@ DIGITS_SLOW = DIGITS_THREE_TYPES.replace(
     "logspace = [-4, -2, 4]", "logspace = [-4, -2, 5]").replace(
     'grid = { C = [0.1, 1.0] }', 'grid = { C = [0.01, 0.1, 1.0] }').replace(
     "max_iter = 500", "max_iter = 300")
+
+
+def iris_many_cheap(neighbors: int, depths: int, c_values: int, decades: int,
+                    wide: bool = False) -> str:
+    """iris, 4 folds: k-NN over 1..``neighbors``, a tree over depths 1..``depths`` and both
+    criteria, a logistic regression over ``c_values`` C values from 10**-decades to
+    10**decades: many fits of a millisecond,
+    for the jobs the tests pace (tests/faultinject) to last as long as a test needs, with a
+    cheap GridSearchCV reference. ``wide`` doubles the k-NN grid (weights) and the tree's
+    (splitter)."""
+    weights = ', weights = ["uniform", "distance"]' if wide else ""
+    splitter = ', splitter = ["best", "random"]' if wide else ""
+    return f"""
+[data]
+source = "sklearn:iris"
+[search]
+cv = 4
+[models.knn]
+estimator = "KNeighborsClassifier"
+grid = {{ n_neighbors = {{ range = [1, {neighbors + 1}] }}{weights} }}
+[models.tree]
+estimator = "DecisionTreeClassifier"
+params = {{ random_state = 0 }}
+grid = {{ max_depth = {{ range = [1, {depths + 1}] }}, criterion = ["gini", "entropy"]{splitter} }}
+[models.lr]
+estimator = "LogisticRegression"
+params = {{ max_iter = 500 }}
+grid = {{ C = {{ logspace = [-{decades}, {decades}, {c_values}] }} }}
+"""

@@ -17,6 +17,7 @@ import pytest
 from conftest import REPO, Env, fits_logged
 from jobtexts import DIGITS_SLOW as SLOW_JOB
 from jobtexts import IRIS_KNN3 as SMALL_JOB
+from jobtexts import iris_many_cheap
 from reference import assert_same_as_gridsearch
 
 import searchd
@@ -213,26 +214,7 @@ INTERVAL = 1.0
 #: pacing shim (tests/faultinject) makes each wait STORM_PACE seconds first, so the job
 #: outlasts 25 kills while leaving the machine's cores to the other tests; the pace drops to
 #: 0 once the kills are done, and GridSearchCV's reference costs seconds
-STORM_JOB = """
-[data]
-source = "sklearn:iris"
-[search]
-cv = 4
-[models.knn]
-estimator = "KNeighborsClassifier"
-grid = { n_neighbors = { range = [1, 51] }, weights = ["uniform", "distance"] }
-[models.tree]
-estimator = "DecisionTreeClassifier"
-params = { random_state = 0 }
-[models.tree.grid]
-max_depth = { range = [1, 16] }
-criterion = ["gini", "entropy"]
-splitter = ["best", "random"]
-[models.lr]
-estimator = "LogisticRegression"
-params = { max_iter = 500 }
-grid = { C = { logspace = [-3, 3, 20] } }
-"""
+STORM_JOB = iris_many_cheap(50, 15, 20, 3, wide=True)
 STORM_FITS = (100 + 60 + 20) * 4
 STORM_PACE = 0.25
 

@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 import pytest
 from conftest import REPO, Env, fits_logged
-from jobtexts import DIGITS_THREE_TYPES
+from jobtexts import DIGITS_THREE_TYPES, iris_many_cheap
 from reference import assert_same_as_gridsearch
 
 import searchd
@@ -38,23 +38,7 @@ JOB_FITS = (4 + 36 + 2) * 4
 # iris, 240 fits of a millisecond, each paced to wait PACE s first (tests/faultinject): the
 # external-load test's job lasts as long as it needs to, its GridSearchCV reference is
 # cheap, and the test (which runs alone) is over sooner
-PACED_JOB = """
-[data]
-source = "sklearn:iris"
-[search]
-cv = 4
-[models.knn]
-estimator = "KNeighborsClassifier"
-grid = { n_neighbors = { range = [1, 31] } }
-[models.tree]
-estimator = "DecisionTreeClassifier"
-params = { random_state = 0 }
-grid = { max_depth = { range = [1, 11] }, criterion = ["gini", "entropy"] }
-[models.lr]
-estimator = "LogisticRegression"
-params = { max_iter = 500 }
-grid = { C = { logspace = [-2, 2, 10] } }
-"""
+PACED_JOB = iris_many_cheap(30, 10, 10, 2)
 PACED_FITS = (30 + 20 + 10) * 4
 PACE = 0.1
 
