@@ -119,6 +119,7 @@ class DiesAtLink:
         return {"score": est.score(X, y)}
 
 
+@pytest.mark.slow  # a pool process killed for real mid-chain: the extended tier
 def test_a_pool_death_mid_chain_loses_only_the_link_in_flight(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_inline_fits(self: LocalRunner, st: TaskStream) -> None:

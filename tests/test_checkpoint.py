@@ -175,6 +175,7 @@ def test_second_daemon_on_the_same_state_exits_naming_the_first(env: Env) -> Non
     assert second.stderr.count("\n") == 1  # one line, no traceback
 
 
+@pytest.mark.slow  # a daemon start for each kind of bad key file
 def test_key_file_problems_are_clear_errors(env: Env) -> None:
     env.write_job("small.toml", SMALL_JOB)
     assert env.cli("run", "--drain", timeout=120).returncode == 0

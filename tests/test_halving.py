@@ -73,7 +73,7 @@ grid = { max_depth = [2, 4, 6, 8, 10, { none = true }], min_samples_leaf = [1, 2
     assert res["tree"].best_estimator_.get_params()["max_depth"] == hs.best_params_["max_depth"]
 
 
-@pytest.mark.slow  # the quick tier has halving on n_samples and random halving on a parameter
+@pytest.mark.slow  # the quick tier has halving on n_samples and on a Dask cluster
 def test_halving_grid_on_a_parameter_with_aggressive_elimination(tmp_path: Path) -> None:
     # min 10, max 30, factor 3: two rounds possible, three needed: aggressive elimination
     # runs rounds 0 and 1 on 10 trees (the same parameters, two rows) and round 2 on 30
@@ -102,6 +102,7 @@ grid = { max_depth = [1, 2, 3, { none = true }], criterion = ["gini", "entropy",
     assert res["rf"].best_estimator_.n_estimators == 30
 
 
+@pytest.mark.slow  # the quick tier has halving on n_samples and on a Dask cluster
 def test_halving_random_on_a_parameter(tmp_path: Path) -> None:
     text = job_text("""
 [models.rf]

@@ -197,6 +197,7 @@ grid = { poly__degree = [1, 8] }
     assert re.search(r"capped at \d+ MiB each", env.log()), env.log()[-3000:]
 
 
+@pytest.mark.slow  # a fit left to run past its limit, through the daemon
 @pytest.mark.timeout(120)
 def test_a_fit_past_max_fit_seconds_is_stopped_and_recorded(env: Env) -> None:
     """A forest of 4,000 trees runs far past a 2 s limit on every fold; wherever it runs
