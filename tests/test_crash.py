@@ -61,6 +61,7 @@ def test_kill_9_mid_model_then_resume(env: Env) -> None:
     assert env.cli("verify").returncode == 0
 
 
+@pytest.mark.slow  # the worker's SIGTERM paths: tests/test_worker_limits.py, quick tier
 @pytest.mark.timeout(120)
 def test_warm_stop_flushes_and_resumes(env: Env) -> None:
     env.write_job("warm.toml", JOB)

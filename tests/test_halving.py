@@ -51,6 +51,7 @@ def assert_same_halving(ours: ModelSearch, theirs: Any) -> int:
     return n
 
 
+@pytest.mark.slow  # the quick tier compares halving with scikit-learn's on a Dask cluster
 def test_halving_grid_on_n_samples(tmp_path: Path) -> None:
     text = job_text("""
 [models.tree]

@@ -66,6 +66,7 @@ def test_the_command_gets_each_end_in_its_environment_and_its_output_is_logged(
     assert iris["SEARCHD_JOB_STATE"] == "done" and iris["SEARCHD_BEST_MODEL"] == "knn"
     assert float(iris["SEARCHD_BEST_SCORE"]) == summary["models"]["knn"]["best_score"]
     assert (iris["SEARCHD_FITS_DONE"], iris["SEARCHD_FITS_TOTAL"]) == ("6", "6")
+    assert not (env.state / "iris" / "report.html").exists()  # Env runs --no-report
     assert "SEARCHD_ERROR" not in iris
     assert iris["SEARCHD_STATE"] == str(env.state) and iris["SEARCHD_JOBS"] == str(env.jobs)
     assert bad["SEARCHD_JOB_STATE"] == "invalid" and "Nope" in bad["SEARCHD_ERROR"]

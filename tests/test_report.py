@@ -351,6 +351,7 @@ def test_searchd_report_writes_the_file_and_says_so(demo: Env, tmp_path: Path) -
     assert missing.stderr.count("\n") == 1 and not (tmp_path / "x.html").exists()
 
 
+@pytest.mark.slow  # test_hooks checks that a --no-report run leaves no page, quick tier
 @pytest.mark.timeout(120)
 def test_no_report_keeps_no_page_and_searchd_report_still_writes_one(env: Env) -> None:
     env.report = False  # `run --no-report` (`report = false`)

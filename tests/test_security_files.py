@@ -385,6 +385,7 @@ def test_status_show_and_verify_survive_a_planted_state(env: Env) -> None:
 
 # --- 3 + 4 through the daemon: hostile names, a data theft, planted links, a restart ------------
 
+@pytest.mark.slow  # each part is checked in this process above; the whole, in the extended tier
 @pytest.mark.timeout(180)
 def test_the_daemon_serves_and_restarts_whatever_the_job_names(env: Env, tmp_path: Path) -> None:
     for name in HOSTILE_NAMES[:-1]:
