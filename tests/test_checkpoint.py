@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import pickle
+import platform
 import shutil
 import subprocess
 import sys
@@ -201,6 +202,31 @@ def test_the_supervisor_never_imports_scikit_learn() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_checkpoint_of_plain_data_is_written_and_read_without_importing_scikit_learn(
+        tmp_path: Path) -> None:
+    """The versions a checkpoint records come from the packages' metadata: a reader such as
+    ``searchd verify`` or a crash-test writer does not pay scikit-learn's import for them."""
+    code = ("import sys; from pathlib import Path; "
+            "from searchd.state.signing import load_key; "
+            "from searchd.state.store import CheckpointStore; "
+            "d = Path(sys.argv[1]); store = CheckpointStore(d, load_key(d, create=True), 'j'); "
+            "store.write('results', {'gen': 1}); assert store.read('results')[0] == {'gen': 1}; "
+            "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_recorded_versions_are_the_imported_libraries_versions() -> None:
+    import numpy
+    import scipy
+    import sklearn
+
+    from searchd.state.signing import versions
+    assert versions() == {"python": platform.python_version(), "sklearn": sklearn.__version__,
+                          "numpy": numpy.__version__, "scipy": scipy.__version__}
 
 
 def _tampered(kind: str, good: bytes, env: Env, marker: Path) -> bytes:
