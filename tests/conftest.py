@@ -118,15 +118,6 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
                 fcntl.flock(gate, fcntl.LOCK_UN)
 
 
-@pytest.fixture
-def no_report(monkeypatch: pytest.MonkeyPatch) -> None:
-    """For jobs run in the test's own process: no HTML report (matplotlib, a third of a small
-    run's time); tests/test_report.py tests the report."""
-    from searchd.worker import reporting
-    monkeypatch.setattr(reporting.ReportKeeper, "tick", lambda self, now: None)
-    monkeypatch.setattr(reporting.ReportKeeper, "finish", lambda self, timeout=60.0: None)
-
-
 @dataclass
 class Env:
     root: Path

@@ -24,7 +24,7 @@ from searchd.state.signing import load_key
 from searchd.worker.events import Events
 from searchd.worker.job import JobRun
 
-pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("no_report")]
+pytestmark = [pytest.mark.timeout(60)]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,7 +56,7 @@ def run_like_the_daemon(dirs: dict[str, Path], job_id: str) -> None:
     (state / job_id).mkdir()
     src = next(p for p in jobs.iterdir() if p.stem == job_id and p.suffix in (".toml", ".json"))
     shutil.copy(src, state / job_id / f"job{src.suffix}")
-    settings = Settings(state_dir=state, jobs_dir=jobs, n_jobs=1)
+    settings = Settings(state_dir=state, jobs_dir=jobs, n_jobs=1, report=False)
     assert JobRun(state / job_id, job_id, settings, Events(None)).run() == 0
 
 

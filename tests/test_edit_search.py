@@ -14,7 +14,7 @@ from test_edits import run
 from test_halving import assert_same_halving
 from test_random_search import assert_same, fit_reference, job_text
 
-pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("no_report")]
+pytestmark = [pytest.mark.timeout(120)]
 
 RANDOM_DISTRIBUTIONS = """
 [models.svc]

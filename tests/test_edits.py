@@ -22,7 +22,7 @@ from searchd.worker.events import Events
 from searchd.worker.job import JobRun
 
 # a loaded 2-core machine runs these 4x slower
-pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("no_report")]
+pytestmark = [pytest.mark.timeout(180)]
 
 
 HEAD = """
@@ -68,7 +68,7 @@ def run(tmp: Path, job_text: str, job: str = "j") -> tuple[JobResults, int, list
     (state / job / "job.toml").write_text(job_text)
     (jobs / f"{job}.toml").write_text(job_text)
     before = fits_logged_at(state, job)
-    settings = Settings(state_dir=state, jobs_dir=jobs, n_jobs=1)
+    settings = Settings(state_dir=state, jobs_dir=jobs, n_jobs=1, report=False)
     events = Events(None)
     sent = Sent()
     events.send = sent.send  # type: ignore[method-assign]

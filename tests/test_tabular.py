@@ -35,7 +35,7 @@ from searchd.worker.events import Events
 from searchd.worker.job import JobRun
 from searchd.worker.plan import Scoring, splits
 
-pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("no_report")]
+pytestmark = [pytest.mark.timeout(60)]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,7 +53,7 @@ def place(tmp: Path, text: str, data: Path = CSV, name: str = "mixed.csv") -> Se
     (state / "j").mkdir()
     (state / "j" / "job.toml").write_text(text)
     (jobs / "j.toml").write_text(text)
-    return Settings(state_dir=state, jobs_dir=jobs, n_jobs=1)
+    return Settings(state_dir=state, jobs_dir=jobs, n_jobs=1, report=False)
 
 
 def run_job(tmp: Path, text: str, **kw: Any) -> Any:
@@ -273,7 +273,8 @@ def test_the_file_is_read_once_per_job_and_the_pool_gets_the_frame(
     monkeypatch.setattr(tables, "_csv", lambda *a: calls.append(a) or real(*a))
     monkeypatch.setattr(local_runner, "MMAP_BYTES", 0)
     settings = place(tmp_path, MIXED.read_text())
-    settings = Settings(state_dir=settings.state_dir, jobs_dir=settings.jobs_dir, n_jobs=2)
+    settings = Settings(state_dir=settings.state_dir, jobs_dir=settings.jobs_dir, n_jobs=2,
+                        report=False)
     run = JobRun(settings.state_dir / "j", "j", settings, Events(None))
     try:
         run.prepare()
