@@ -1,7 +1,8 @@
 """Running a job's fits on a Dask cluster: same scores, worker and daemon crashes, bad setups.
 
-Each test that needs a cluster starts its own ``LocalCluster`` (two single-threaded worker
-processes) in the test process and points ``searchd run --dask`` at its scheduler.
+Each test that needs a cluster starts its own ``LocalCluster`` (two single-threaded workers:
+threads of the test process, or processes where one is killed) and points
+``searchd run --dask`` at its scheduler.
 """
 
 from __future__ import annotations
@@ -22,16 +23,18 @@ from typing import Any
 import distributed  # the `test` extra installs it: these tests must run, not skip
 import psutil
 import pytest
-from conftest import Env, fits_logged
+from conftest import REPO, Env, fits_logged
+from faultinject.fitpace import paced
 from reference import assert_same_as_gridsearch
 
 import searchd
 from searchd import lifeline as guard
 from searchd.state.read import load_results
+from searchd.worker import evaluate as evaluate_module
 
 JOB = """
 [data]
-source = "sklearn:digits"
+source = "sklearn:iris"
 
 [search]
 cv = 4
@@ -50,18 +53,52 @@ estimator = "KNeighborsClassifier"
 grid = { n_neighbors = [1, 3, 5] }
 """
 FITS = (15 + 3) * 4
+#: seconds each fit on the cluster waits first while a test needs the job running (iris fits
+#: take milliseconds); the test writes 0 once its kill is done
+PACE = 0.25
 UNREACHABLE = "tcp://127.0.0.1:1"
 EXTRA_HINT = "pip install 'searchd[dask]'"
 
 
 @pytest.fixture
-def cluster() -> Iterator[tuple[Any, Any]]:
-    """A LocalCluster with 2 single-threaded worker processes, and a client to inspect it."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as lc, \
+def pace(env: Env, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A file holding the seconds each fit on the cluster waits first (tests/faultinject):
+    the cluster's processes started after this (their environment) and its threads in this
+    process (patched here) read it at each fit. Write 0 to let the job finish."""
+    f = env.root / "pace"
+    f.write_text(str(PACE))
+    monkeypatch.setenv("PYTHONPATH", str(REPO / "tests" / "faultinject"))
+    monkeypatch.setenv("SEARCHD_TEST_FIT_PACE", str(f))
+    monkeypatch.setattr(evaluate_module, "evaluate", paced(evaluate_module.evaluate, str(f)))
+    return f
+
+
+@contextlib.contextmanager
+def _local_cluster(processes: bool) -> Iterator[tuple[Any, Any]]:
+    kw: dict[str, Any] = {} if processes else {"protocol": "tcp://"}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=processes,
+                                  dashboard_address=None, **kw) as lc, \
             distributed.Client(lc, set_as_default=False) as client:
         client.wait_for_workers(2, timeout=60)
         yield lc, client
+
+
+@pytest.fixture
+def cluster(pace: Path) -> Iterator[tuple[Any, Any]]:
+    """A LocalCluster of 2 single-threaded workers in the test's process, on TCP, and a
+    client to inspect it. The searchd worker is a process of its own: its data and tasks
+    travel to the cluster serialised, as to remote machines. Worker processes would each
+    import Dask and scikit-learn again (~7 s of CPU per test on 2 cores)."""
+    with _local_cluster(processes=False) as c:
+        yield c
+
+
+@pytest.fixture
+def process_cluster(pace: Path) -> Iterator[tuple[Any, Any]]:
+    """A LocalCluster of 2 single-threaded worker processes (each with a nanny that restarts
+    it), for the test that kills one."""
+    with _local_cluster(processes=True) as c:
+        yield c
 
 
 def _status(env: Env) -> dict[str, Any]:
@@ -85,7 +122,8 @@ def _single_error_line(stderr: str) -> str:
 
 
 @pytest.mark.timeout(300)
-def test_cluster_scores_equal_gridsearch(env: Env, cluster: tuple[Any, Any]) -> None:
+def test_cluster_scores_equal_gridsearch(env: Env, cluster: tuple[Any, Any],
+                                         pace: Path) -> None:
     lc, _ = cluster
     env.write_job("dj.toml", JOB)
 
@@ -101,6 +139,7 @@ def test_cluster_scores_equal_gridsearch(env: Env, cluster: tuple[Any, Any]) -> 
                  "status to show 2 cluster workers")
     text = env.cli("status", check=True).stdout
     assert "backend: dask, 2 cluster worker(s)" in text, text
+    pace.write_text("0")
     env.wait_for(lambda: env.summary("dj").get("state") == "done", 240, "the job to finish")
     assert "connected to the Dask scheduler" in env.log()
     assert env.log().count("data scattered") == 1  # once per job, not per task or model type
@@ -109,8 +148,9 @@ def test_cluster_scores_equal_gridsearch(env: Env, cluster: tuple[Any, Any]) -> 
 
 
 @pytest.mark.timeout(300)
-def test_dask_worker_killed_mid_job(env: Env, cluster: tuple[Any, Any]) -> None:
-    lc, client = cluster
+def test_dask_worker_killed_mid_job(env: Env, process_cluster: tuple[Any, Any],
+                                    pace: Path) -> None:
+    lc, client = process_cluster
     env.write_job("dk.toml", JOB)
     env.start("--dask", lc.scheduler_address, "--checkpoint-interval", "1")
     env.wait_for(lambda: fits_logged(env, "dk") >= 10, 180, "10 fits")
@@ -118,6 +158,7 @@ def test_dask_worker_killed_mid_job(env: Env, cluster: tuple[Any, Any]) -> None:
     pids = client.run(os.getpid)
     victim = sorted(pids.values())[0]
     os.kill(victim, signal.SIGKILL)
+    pace.write_text("0")
     env.wait_for(lambda: env.summary("dk").get("state") == "done", 240, "the job to finish")
     assert victim not in client.run(os.getpid).values()  # the nanny replaced the worker
     assert "worker died" not in env.log()  # the searchd worker carried on
@@ -127,7 +168,8 @@ def test_dask_worker_killed_mid_job(env: Env, cluster: tuple[Any, Any]) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_daemon_killed_and_restarted_resumes(env: Env, cluster: tuple[Any, Any]) -> None:
+def test_daemon_killed_and_restarted_resumes(env: Env, cluster: tuple[Any, Any],
+                                            pace: Path) -> None:
     lc, client = cluster
     env.write_job("dr.toml", JOB)
     interval = 1.0
@@ -148,6 +190,7 @@ def test_daemon_killed_and_restarted_resumes(env: Env, cluster: tuple[Any, Any])
         return bool(n == 0)
 
     env.wait_for(cluster_idle, 30, "the scheduler to forget the dead worker's tasks")
+    pace.write_text("0")
 
     restart = env.cli("run", "--drain", "--dask", lc.scheduler_address,
                       "--checkpoint-interval", str(interval), timeout=240)
@@ -215,7 +258,7 @@ class CliCluster:
 
 
 @pytest.fixture
-def cli_cluster(tmp_path: Path) -> Iterator[CliCluster]:
+def cli_cluster(tmp_path: Path, pace: Path) -> Iterator[CliCluster]:
     c = CliCluster(tmp_path)
     try:
         yield c
@@ -225,6 +268,7 @@ def cli_cluster(tmp_path: Path) -> Iterator[CliCluster]:
 
 @pytest.mark.timeout(300)
 def test_scheduler_lost_mid_job_waits_then_resumes(env: Env, cli_cluster: CliCluster,
+                                                   pace: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "3s")
     cli_cluster.start()
@@ -241,6 +285,7 @@ def test_scheduler_lost_mid_job_waits_then_resumes(env: Env, cli_cluster: CliClu
     assert sum(m.fits_done for m in saved.models.values()) == fits_logged(env, "ds") >= 16
     assert "Traceback" not in env.log() and "worker died" not in env.log()
 
+    pace.write_text("0")
     cli_cluster.start()  # the cluster comes back on the same address: the job carries on
     env.wait_for(lambda: env.summary("ds").get("state") == "done", 240, "the job to finish")
     assert "resumed" in env.log()

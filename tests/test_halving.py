@@ -269,7 +269,8 @@ n_iter = 5
 seed = 2
 grid = { n_neighbors = { randint = [1, 20] }, weights = ["uniform", "distance"] }
 """, source="digits", search='backend = "dask"\n')
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+    # one worker process (tasks travel serialised, as to another machine) with two threads
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
                                   dashboard_address=None) as lc:
         run = job_run(tmp_path, text, dask_scheduler=lc.scheduler_address)
         assert run.run() == 0

@@ -32,9 +32,7 @@ if _flag:
 
 # --- pacing ---------------------------------------------------------------------------------
 # While the file named by $SEARCHD_TEST_FIT_PACE holds a number of seconds, each (candidate,
-# fold) evaluation in the job's processes sleeps that long before it fits: a job lasts as long
-# as a test of kills needs, while the machine's cores stay free for the other tests, and the
-# test can speed it up (write 0) once its kills are done. The scores are untouched.
+# fold) evaluation in the job's processes sleeps that long before it fits (fitpace.py).
 
 _pace_file = os.environ.get("SEARCHD_TEST_FIT_PACE")
 
@@ -42,17 +40,11 @@ if _pace_file:
     import importlib.abc
     import importlib.machinery
     import sys
-    import time
     from typing import Any
 
-    _TARGET = "searchd.worker.evaluate"
+    from fitpace import paced  # next to this file, on the same PYTHONPATH
 
-    def _pace() -> float:
-        try:
-            with open(_pace_file) as f:  # type: ignore[arg-type]
-                return float(f.read().strip() or 0)
-        except (OSError, ValueError):
-            return 0.0
+    _TARGET = "searchd.worker.evaluate"
 
     class _Pacer(importlib.abc.MetaPathFinder):
         def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
@@ -65,13 +57,7 @@ if _pace_file:
 
             def exec_module(module: Any) -> None:
                 real_exec(module)
-                evaluate = module.evaluate
-
-                def paced(*args: Any, **kwargs: Any) -> Any:
-                    time.sleep(_pace())
-                    return evaluate(*args, **kwargs)
-
-                module.evaluate = paced
+                module.evaluate = paced(module.evaluate, _pace_file)  # type: ignore[arg-type]
 
             spec.loader.exec_module = exec_module  # type: ignore[method-assign]
             return spec
