@@ -40,8 +40,8 @@ def _no_user_config(tmp_path_factory: pytest.TempPathFactory,
 #: their tests on one worker) to begin with, in this order, then one more as each ends: the
 #: two longest are 3rd and 5th, so that no worker begins with both.
 LONGEST_FIRST = (
-    "test_faults.py::test_kill_storm", "test_dask.py::test_cluster_scores",
-    "test_example_e2e.py", "test_dask.py",
+    "test_faults.py::test_kill_storm", "test_example_e2e.py", "test_dask.py::test_scheduler_lost",
+    "test_dask.py",
     "test_hostile_jobs.py::test_mutated", "test_etiquette.py::test_a_real_exclusive",
     "test_security_files.py::test_the_daemon_serves", "test_poison.py", "test_checkpoint.py",
     "test_halving.py", "test_security_files.py", "test_worker_limits.py",
