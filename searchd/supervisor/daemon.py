@@ -19,10 +19,8 @@ from types import FrameType
 
 from searchd.errors import SettingsError
 from searchd.settings import Settings
-from searchd.state.files import clean_temp_files, exclusive, secure_state_dir
-from searchd.state.published import SummaryPublisher, publishes_inside
-from searchd.state.records import JobRecord, JobState, all_summaries, write_summary
-from searchd.state.signing import load_key
+from searchd.state.published import SummaryPublisher
+from searchd.state.records import JobRecord, JobState, write_summary
 from searchd.supervisor.driver import SchedulerDriver
 from searchd.supervisor.events import EventFold
 from searchd.supervisor.exits import TIME_SLICE, ExitPolicy
@@ -45,6 +43,7 @@ from searchd.supervisor.seams import Clock, Launcher, Sampler, SystemClock, Work
 from searchd.supervisor.sensors import Sensors
 from searchd.supervisor.status import status_line
 from searchd.supervisor.stopping import WarmStop
+from searchd.supervisor.takeover import taken_over
 from searchd.supervisor.timeline import Timeline
 from searchd.worker.dask_runner import missing_extra
 
@@ -119,27 +118,14 @@ class Daemon:
 
     @contextlib.contextmanager
     def started(self) -> Iterator[None]:
-        """Hold the state directory, clean up what a killed daemon left, load the records,
-        and leave a lifeline that ends this daemon's processes if it dies."""
-        state = self.settings.state_dir
-        # private folders, no links followed (0710 when the group reads state/published)
-        secure_state_dir(state, publishes_inside(self.settings))
-        with exclusive(state / "searchd.lock", f"state directory {state}", state / "searchd.pid"):
-            load_key(state, create=True)
-            n = self.control.end_leftovers(state)
-            if n:
-                log.warning("ended %d leftover process(es) of a previous daemon", n)
-            for rec in all_summaries(state):
-                clean_temp_files(state / rec.id)
-                if rec.state in (S.RUNNING, S.PAUSED):
-                    rec.to(S.QUEUED)  # it was running when the last daemon died
-                    rec.paused_reason = None
+        """Hold the state directory, clean up what a killed daemon left, load the records
+        (:func:`~searchd.supervisor.takeover.taken_over`)."""
+        with taken_over(self.settings, self.control) as records:
+            for rec in records:
                 self.records[rec.id] = rec
                 self._dirty.add(rec.id)
             self._job_ends.seed(self.records.values())  # announced by the daemon before
-            clean_temp_files(state)
-            with self.control.lifeline(state):
-                yield
+            yield
 
     def run(self) -> int:
         """Run until stopped (or drained); returns the process exit code."""

@@ -2,7 +2,8 @@
 
 For each model type, in the job file's order, the worker asks the type's search strategy
 for candidates batch by batch (:mod:`searchd.worker.strategy`), hands the batch's pending
-(candidate, fold) tasks to the job's runner longest first, records every outcome as it
+(candidate, fold) tasks to the job's runner longest first (:mod:`searchd.worker.taskplan`:
+halving subsamples, warm-start chains, shared preprocessing), records every outcome as it
 arrives, and refits the type's best while the next type's tasks already run
 (:mod:`searchd.worker.refit`). A control thread flushes the checkpoint on time, reports
 progress and honours a stop request, whatever the fits do.
@@ -15,11 +16,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from searchd import lifeline as guard
 from searchd import protocol
@@ -35,13 +33,12 @@ from searchd.state.files import open_private_append
 from searchd.state.results import DONE, RUNNING, ModelResults
 from searchd.state.signing import load_key
 from searchd.state.store import CheckpointStore
-from searchd.worker import chains, prefit, screening
-from searchd.worker.dask_runner import DaskCluster, cluster_address
+from searchd.worker import chains, screening, taskplan
+from searchd.worker.dask_runner import cluster_address
 from searchd.worker.data import Dataset, load_dataset
 from searchd.worker.estimators import build_candidate, check_model, is_classification
-from searchd.worker.evaluate import Outcome, Task, longest_first
+from searchd.worker.evaluate import Outcome, Task
 from searchd.worker.events import Events
-from searchd.worker.halving import task_split
 from searchd.worker.plan import Scoring, Split, add_batch, empty_results, splits
 from searchd.worker.poison import TIMEOUT_EXIT, FitGuard, FitRecord, task_tag
 from searchd.worker.refit import Refit
@@ -309,7 +306,7 @@ class JobRun:
         where = f"{self.spec.path}: models.{name}.grid"
         built = {i: build_candidate(res.params[i], self.spec, self.allow, where)
                  for i in {i for i, _ in pending}}
-        tasks = self._tasks(name, template, res, pending, built)
+        tasks = taskplan.tasks(self, name, template, res, pending, built)
         screened = screening.screen(self, name, res, tasks, suspects, handed)
         if not self.dispatched:
             self.dispatched = True
@@ -328,37 +325,6 @@ class JobRun:
         screening.alone(self, name, template, scoring, res, suspects + [
             u for t in handed.values() for u in chains.unchain(t) if not res.done[u.i, u.fold]])
 
-    def _tasks(self, name: str, template: Any, res: ModelResults, pending: list[tuple[int, int]],
-               built: dict[int, dict[str, Any]]) -> Iterator[Task]:
-        """The pending tasks, longest first: warm-start chains where the type's estimator
-        grows exactly (:mod:`searchd.worker.chains`; not in a halving search), else one
-        task per (candidate, fold)."""
-        if self.spec.model(name).search.kind == "halving":
-            return (Task(i, f, built[i], split=task_split(res, i, self.splits[f]))
-                    for i, f in longest_first(pending, self._task_seconds(res)))
-        key = chains.growable(template)
-        units = [[p] for p in pending] if key is None else chains.plan(
-            template, pending, built, res.params, {s.name for s in self.spec.preprocess})
-        n, fits = chains.count_chains(units)
-        if n:
-            log.info("%s: %s: runs as warm-start chains: %d fits as %d chains growing %s",
-                     self.job_id, name, fits, n, key)
-        if self.cache_mb > 0:  # the tasks sharing a fold's preprocessing: one process each
-            units = prefit.runs(template, units, built, self._slots())
-            shared = [u for u in units if isinstance(u, prefit.Run)]
-            if shared:
-                log.info("%s: %s: preprocessing shared: %d fits as %d runs", self.job_id,
-                         name, sum(len(u) for u in shared), len(shared))
-        return (chains.as_task(u, built, key)
-                for u in chains.longest_first(units, self._task_seconds(res)))
-
-    def _slots(self) -> int:
-        """The tasks' processes, or the cluster's threads (connecting to it first)."""
-        if isinstance(self.runner, DaskCluster):
-            self.runner.connect()
-            return max(1, self.runner.threads)
-        return job_n_jobs(self.spec, self.n_jobs)
-
     def record(self, name: str, res: ModelResults, o: Outcome) -> None:
         with self.lock:
             res.record(o.i, o.fold, o.scores, o.fit_time, o.score_time, o.error)
@@ -369,12 +335,6 @@ class JobRun:
         if o.error is not None:
             log.warning("%s: %s: candidate %s fold %d failed: %s", self.job_id, name,
                         brief(res.params[o.i]), o.fold, o.error)
-
-    def _task_seconds(self, res: ModelResults) -> Callable[[], np.ndarray]:
-        def read() -> np.ndarray:
-            with self.lock:
-                return res.task_seconds()
-        return read
 
     def run(self) -> int:
         # the control thread first: a stop is honoured while the job prepares, too

@@ -25,7 +25,7 @@ from joblib.externals.loky import ProcessPoolExecutor
 from joblib.parallel import ParallelBackendBase
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
-from searchd.worker import chains, linkstream, poison, pool_deaths
+from searchd.worker import linkstream, poison, pool_deaths
 from searchd.worker.data import nbytes
 from searchd.worker.evaluate import Outcome, Task, evaluate_batch, pool_init, run_task, warm
 from searchd.worker.plan import Scoring
@@ -304,7 +304,7 @@ class LocalRunner:
                 except BrokenProcessPool as e:
                     if self.guard is None or self.guard.stopping:
                         raise
-                    return self._lost(st, inflight.values()), str(e)
+                    return pool_deaths.lost(st, inflight.values()), str(e)
                 batch, reader = inflight.pop(f)
                 if reader is not None:
                     reader.remove()
@@ -319,23 +319,6 @@ class LocalRunner:
             return None
         self.scratch.mkdir(mode=0o700, exist_ok=True)
         return linkstream.Reader(self.scratch / f"{linkstream.PREFIX}{uuid.uuid4().hex}.jsonl")
-
-    @staticmethod
-    def _lost(st: TaskStream, inflight: Iterable[tuple[list[Task], linkstream.Reader | None]]
-              ) -> list[Task]:
-        """The tasks of batches in flight when their process died, less the links they
-        reported (recorded here: a chain goes on from its first link missing)."""
-        lost: list[Task] = []
-        for batch, reader in inflight:
-            if reader is None:
-                lost.extend(batch)
-                continue
-            for outcome in reader.read():
-                st.out.put(outcome)
-            reader.remove()
-            lost.extend(t for t in (chains.not_done(t, reader.seen) for t in batch)
-                        if t is not None)
-        return lost
 
     def _restart_pool(self, broken: ProcessPoolExecutor) -> bool:
         """A new pool in place of ``broken``; False when the runner closed meanwhile."""

@@ -1,17 +1,36 @@
-"""What a pool process's death means for the tasks it had: read from the fit records
-(:mod:`searchd.worker.poison`), struck, failed, or handed back to the stream."""
+"""What a pool process's death means for the tasks it had: which were lost (less the chain
+links they reported), then, from the fit records (:mod:`searchd.worker.poison`), which are
+struck, failed, or handed back to the stream."""
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 
-from searchd.worker import chains, poison
+from searchd.worker import chains, linkstream, poison
 from searchd.worker.evaluate import Outcome, Task
 from searchd.worker.poison import FitGuard
 from searchd.worker.taskstream import TaskStream
 
 log = logging.getLogger("searchd.worker.local_runner")
+
+
+def lost(st: TaskStream, inflight: Iterable[tuple[list[Task], linkstream.Reader | None]]
+         ) -> list[Task]:
+    """The tasks of batches in flight when their process died, less the links they
+    reported (recorded here: a chain goes on from its first link missing)."""
+    out: list[Task] = []
+    for batch, reader in inflight:
+        if reader is None:
+            out.extend(batch)
+            continue
+        for outcome in reader.read():
+            st.out.put(outcome)
+        reader.remove()
+        out.extend(t for t in (chains.not_done(t, reader.seen) for t in batch)
+                   if t is not None)
+    return out
 
 
 def after_death(g: FitGuard, st: TaskStream, lost: list[Task], message: str) -> None:
