@@ -17,6 +17,8 @@ from conftest import REPO, Env
 from reference import assert_same_as_gridsearch
 
 import searchd
+from searchd.settings import Settings
+from searchd.state.files import secure_state_dir
 
 
 @pytest.mark.report  # as the README's first command runs it
@@ -100,3 +102,21 @@ def test_example_job_equals_gridsearch(env: Env) -> None:
     results = searchd.load_results("example", env.state)
     # value by value, to the bit, against GridSearchCV on the same splits (4 model types)
     assert assert_same_as_gridsearch(results, env.state / "example" / "job.toml") == 170
+
+
+def test_a_fresh_clone_gives_the_first_command_a_state_folder_it_takes(tmp_path: Path) -> None:
+    """The README's first command runs the daemon on its default state folder, ./state, of
+    a fresh clone: whatever the repository keeps there, the daemon must take it (a tracked
+    state/.gitkeep made it refuse: "not a searchd state folder ... and not empty")."""
+    git = shutil.which("git")
+    if git is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    assert Settings().state_dir == Path("state")
+    listed = subprocess.run([git, "ls-files", "-z", "--", "state"], cwd=REPO,
+                            capture_output=True, check=True, timeout=30).stdout
+    state = tmp_path / "state"
+    state.mkdir()
+    for name in filter(None, listed.decode().split("\0")):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, tmp_path / name)
+    secure_state_dir(state)  # CheckpointError if the daemon would refuse it
