@@ -4,7 +4,9 @@ first missing link and redoes none in the checkpoint; chains in the pool's proce
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -145,14 +147,68 @@ def test_validate_says_how_the_fits_run_as_chains(tmp_path: Path,
     path = tmp_path / "seed.toml"
     path.write_text(JOB.replace('max_depth = [1, 2] }',
                                 'max_depth = [1, 2], n_iter_no_change = [2, { none = true }] }'))
-    assert main(["validate", "--state", str(tmp_path / "state"), str(path)]) == 0
+    config = tmp_path / "one.toml"
+    config.write_text("n_jobs = 1\n")
+    assert main(["validate", "--state", str(tmp_path / "state"), "--config", str(config),
+                 str(path)]) == 0
     out = capsys.readouterr().out
     assert "36 fits as 6 chains" in out  # rf: 6 sizes × 2 max_features × 3 folds
     assert "36 fits (18 as 6 chains)" in out  # gb: early stopping's half is plain
     knn = [line for line in out.splitlines() if "KNeighborsClassifier" in line]
     assert knn and "chains" not in knn[0]
-    # the scaler: once per fold for all 3 k-NN candidates
+    # the scaler: once per fold for all 3 k-NN candidates (one process: no run is cut)
     assert knn[0].endswith("9 fits; preprocessing fitted 3 times (shared)")
+
+
+SHARED = """
+[data]
+source = "sklearn:iris"
+[search]
+cv = 5
+[[preprocess]]
+name = "scale"
+estimator = "StandardScaler"
+[models.svc]
+estimator = "SVC"
+grid = { C = { logspace = [-2, 2, 30] } }
+"""
+
+
+@pytest.mark.parametrize(("backend", "n_jobs", "says"), [
+    # the README's case: 30 candidates x 5 folds on 2 processes are 10 runs of 15
+    ("local", 2, "150 fits; preprocessing fitted 10 times (shared)"),
+    ("local", 1, "150 fits; preprocessing fitted 5 times (shared)"),
+    # a cluster's threads are not known before it runs: the least, once per fold
+    ("dask", 2, "150 fits; preprocessing fitted at least 5 times (shared)"),
+])
+def test_validate_counts_the_preprocessing_fits_of_the_runs_as_the_worker_cuts_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str, n_jobs: int,
+        says: str) -> None:
+    from searchd.cli.main import main
+    if n_jobs > (os.cpu_count() or 1):
+        pytest.skip(f"{n_jobs} processes need {n_jobs} cores")
+    path = tmp_path / "shared.toml"
+    path.write_text(SHARED.replace("cv = 5", f'cv = 5\nbackend = "{backend}"'))
+    config = tmp_path / "config.toml"
+    config.write_text(f"n_jobs = {n_jobs}\n" + (
+        'dask_scheduler = "tcp://127.0.0.1:1"\n' if backend == "dask" else ""))
+    assert main(["validate", "--state", str(tmp_path / "state"), "--config", str(config),
+                 str(path)]) == 0
+    [svc] = [line for line in capsys.readouterr().out.splitlines() if "SVC" in line]
+    assert svc.endswith(says), svc
+
+
+def test_the_default_n_jobs_cuts_runs_for_every_core(tmp_path: Path) -> None:
+    """n_jobs = -1 (the default) is every core, for the runs' size as for the pool."""
+    from test_random_search import job_settings
+
+    from searchd.worker import taskplan
+    from searchd.worker.events import Events
+    from searchd.worker.runner import job_processes
+    settings = dataclasses.replace(job_settings(tmp_path, SHARED), n_jobs=-1)
+    run = JobRun(tmp_path / "state" / "j", "j", settings, Events(None))
+    assert job_processes(run.spec, -1) == taskplan.slots(run) == (os.cpu_count() or 1)
+    assert job_processes(run.spec, 1) == 1
 
 
 def test_chains_on_a_dask_cluster() -> None:

@@ -107,6 +107,12 @@ def test_the_pool_fits_each_folds_preprocessing_once(
     assert len(fits) == 4 * folds, fits
     assert "j: svc: preprocessing shared: 72 fits as 12 runs" in caplog.messages
     assert len({pid for pid, _ in fits}) == 2, "both processes fitted"
+    # what `searchd validate` says for 2 processes is what they did
+    from searchd.worker.chains import model_plan
+    from searchd.worker.estimators import check_model
+    m, allow = run.spec.model("svc"), ("test_share_prefit",)
+    plan = model_plan(run.spec, m, check_model(run.spec, m, allow), allow, processes=2)
+    assert plan["preprocess_fits"] == len(fits) and plan["preprocess_exact"]
 
 
 def _assert_same_as_gridsearch(results: Any, log: Path) -> None:

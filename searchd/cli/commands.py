@@ -117,8 +117,10 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     halving = info.pop("halving")
     models = [_model_plan(spec, m, halving) for m in spec.models]
     from searchd.worker.chains import describe, model_plan
+    from searchd.worker.runner import job_processes
+    processes = None if spec.search.backend == "dask" else job_processes(spec, settings.n_jobs)
     for m, entry in zip(spec.models, models, strict=True):  # warm-start chains' share
-        entry.update(model_plan(spec, m, templates[m.name], settings.allow_modules))
+        entry.update(model_plan(spec, m, templates[m.name], settings.allow_modules, processes))
         if not settings.preprocess_cache_mb or entry["preprocess_fits"] >= entry["fits"]:
             entry["preprocess_fits"] = 0  # not shared, or nothing saved
     plan = {"job": spec.id, "file": str(args.file), "data": spec.data.source, **info,
@@ -135,9 +137,10 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     width = max(len(m.name) for m in spec.models)
     for m in plan["models"]:
         kind = "" if m["search"] == "grid" else f" ({m['search']})"
+        how = describe(m["fits"], m["chains"], m["chained_fits"], m["preprocess_fits"],
+                       m["preprocess_exact"])
         print(f"  {m['name']:<{width}}  {m['estimator'] + kind:<32} {m['candidates']:>7,} "
-              f"candidates {m['fits']:>9,} fits"
-              f"{describe(m['fits'], m['chains'], m['chained_fits'], m['preprocess_fits'])}")
+              f"candidates {m['fits']:>9,} fits{how}")
         for r in m.get("rounds", []):
             print(f"  {'':<{width}}    round {r['iter'] + 1}/{len(m['rounds'])}: "
                   f"{r['candidates']:,} candidates × {r['resources']:,} {m['resource']}, "

@@ -276,36 +276,45 @@ def rest_of(t: Any, rest: list[Any]) -> Any:
         (u.i, u.params, u.tag) for u in rest[1:]))
 
 
-def model_plan(job: Any, model: Any, template: Any, allow: Sequence[str]) -> dict[str, int]:
-    """For ``validate``: how many of a grid type's fits run as how many chains (a random or
-    halving type's candidates are not known before it runs: none counted)."""
+def model_plan(job: Any, model: Any, template: Any, allow: Sequence[str],
+               processes: int | None = None) -> dict[str, Any]:
+    """For ``validate``: how many of a grid type's fits run as how many chains, and how
+    many times its preprocessing is fitted when shared (a random or halving type's
+    candidates are not known before it runs: none counted). On ``processes`` local
+    processes that count is exact: the runs cut as the worker cuts them
+    (:func:`searchd.worker.prefit.runs`); on a cluster (None), whose threads are not known
+    here, it is the least: once per fold and distinct preprocessing."""
     from searchd.worker.estimators import build_candidate
     from searchd.worker.plan import candidates
-    from searchd.worker.prefit import prefix_fits
+    from searchd.worker.prefit import prefix_fits, runs
     if model.search.kind != "grid":
-        return {"chains": 0, "chained_fits": 0, "preprocess_fits": 0}
+        return {"chains": 0, "chained_fits": 0, "preprocess_fits": 0, "preprocess_exact": True}
     raw = candidates(model)
     where = f"{job.path}: models.{model.name}.grid"
     built = {i: build_candidate(p, job, allow, where) for i, p in enumerate(raw)}
     shared = prefix_fits(template, list(built.values()), job.search.folds)
     key = growable(template)
-    if key is None:
-        return {"chains": 0, "chained_fits": 0, "preprocess_fits": shared}
     pending = [(i, f) for f in range(job.search.folds) for i in range(len(raw))]
-    n, fits = count_chains(plan(template, pending, built, raw,
-                                {s.name for s in job.preprocess}))
-    return {"chains": n, "chained_fits": fits, "preprocess_fits": shared}
+    units = [[p] for p in pending] if key is None else plan(
+        template, pending, built, raw, {s.name for s in job.preprocess})
+    if shared and processes is not None:
+        shared = len(runs(template, units, built, processes))  # each unit fits the steps once
+    n, fits = count_chains(units)
+    return {"chains": n, "chained_fits": fits, "preprocess_fits": shared,
+            "preprocess_exact": processes is not None}
 
 
-def describe(fits: int, chains: int, chained: int, preprocess: int = 0) -> str:
+def describe(fits: int, chains: int, chained: int, preprocess: int = 0,
+             exact: bool = True) -> str:
     """" as 5 chains" (every fit in one), " (200 as 5 chains)", or nothing; and
-    "; preprocessing fitted 5 times (shared)" when it is."""
+    "; preprocessing fitted 5 times (shared)" (or "at least 5 times") when it is."""
     text = ""
     if chains:
         text = f" as {chains:,} chains" if chained == fits else \
             f" ({chained:,} as {chains:,} chains)"
     if preprocess:
-        text += f"; preprocessing fitted {preprocess:,} times (shared)"
+        text += f"; preprocessing fitted {'' if exact else 'at least '}{preprocess:,} times " \
+                "(shared)"
     return text
 
 

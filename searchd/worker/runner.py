@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from joblib import effective_n_jobs
 
 from searchd.jobs.spec import JobSpec
 from searchd.worker.dask_runner import DaskCluster
@@ -52,6 +53,12 @@ def job_n_jobs(spec: JobSpec, daemon_n_jobs: int) -> int:
     if daemon_n_jobs > 0 and n_jobs > 0:
         n_jobs = min(n_jobs, daemon_n_jobs)
     return min(n_jobs, os.cpu_count() or 1)
+
+
+def job_processes(spec: JobSpec, daemon_n_jobs: int) -> int:
+    """The local processes a job's tasks run on: :func:`job_n_jobs` resolved as joblib
+    resolves it (-1, the default: every core)."""
+    return int(effective_n_jobs(job_n_jobs(spec, daemon_n_jobs)))
 
 
 def make_runner(spec: JobSpec, job_id: str, daemon_n_jobs: int, address: str | None,

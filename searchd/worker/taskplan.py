@@ -16,7 +16,7 @@ from searchd.worker import chains, prefit
 from searchd.worker.dask_runner import DaskCluster
 from searchd.worker.evaluate import Task, longest_first
 from searchd.worker.halving import task_split
-from searchd.worker.runner import job_n_jobs
+from searchd.worker.runner import job_processes
 
 if TYPE_CHECKING:
     from searchd.worker.job import JobRun
@@ -53,7 +53,7 @@ def slots(run: JobRun) -> int:
     if isinstance(run.runner, DaskCluster):
         run.runner.connect()
         return max(1, run.runner.threads)
-    return job_n_jobs(run.spec, run.n_jobs)
+    return job_processes(run.spec, run.n_jobs)
 
 
 def task_seconds(run: JobRun, res: ModelResults) -> Callable[[], np.ndarray]:
