@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import signal
 import time
@@ -307,3 +308,26 @@ def test_sigterm_while_the_worker_imports_is_a_clean_stop(tmp_path: Path) -> Non
         proc.wait()
     assert proc.returncode == protocol.Exit.STOPPED, err
     assert "j: stopping: nothing to flush yet" in err, err
+
+
+def test_max_memory_is_shared_by_every_core_with_the_default_n_jobs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """n_jobs = -1 (the default) is every core: each process gets max_memory / cores (it
+    was divided by -1, and the floor of what the process maps + 256 MiB used instead)."""
+    import dataclasses
+
+    from test_random_search import job_settings
+
+    from searchd import lifeline
+    from searchd.worker.events import Events
+    from searchd.worker.job import JobRun
+    caps: list[int] = []
+    monkeypatch.setattr(lifeline, "limit_address_space", lambda n: caps.append(n) or n)
+    text = '[data]\nsource = "sklearn:iris"\n[models.knn]\nestimator = "KNeighborsClassifier"\n' \
+        'grid = { n_neighbors = [1, 3] }\n'
+    settings = dataclasses.replace(job_settings(tmp_path, text), n_jobs=-1, max_memory=2048)
+    run = JobRun(tmp_path / "state" / "j", "j", settings, Events(None))
+    run.prepare()
+    assert run.runner is not None
+    run.runner.close()
+    assert caps == [2048 * 2**20 // (os.cpu_count() or 1)]
