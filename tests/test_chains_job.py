@@ -204,11 +204,11 @@ def test_the_default_n_jobs_cuts_runs_for_every_core(tmp_path: Path) -> None:
 
     from searchd.worker import taskplan
     from searchd.worker.events import Events
-    from searchd.worker.runner import job_processes
+    from searchd.worker.runner import job_n_jobs
     settings = dataclasses.replace(job_settings(tmp_path, SHARED), n_jobs=-1)
     run = JobRun(tmp_path / "state" / "j", "j", settings, Events(None))
-    assert job_processes(run.spec, -1) == taskplan.slots(run) == (os.cpu_count() or 1)
-    assert job_processes(run.spec, 1) == 1
+    assert job_n_jobs(run.spec, -1) == taskplan.slots(run) == (os.cpu_count() or 1)
+    assert job_n_jobs(run.spec, 1) == 1
 
 
 def test_chains_on_a_dask_cluster() -> None:

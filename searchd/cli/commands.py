@@ -117,8 +117,8 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     halving = info.pop("halving")
     models = [_model_plan(spec, m, halving) for m in spec.models]
     from searchd.worker.chains import describe, model_plan
-    from searchd.worker.runner import job_processes
-    processes = None if spec.search.backend == "dask" else job_processes(spec, settings.n_jobs)
+    from searchd.worker.runner import job_n_jobs
+    processes = None if spec.search.backend == "dask" else job_n_jobs(spec, settings.n_jobs)
     for m, entry in zip(spec.models, models, strict=True):  # warm-start chains' share
         entry.update(model_plan(spec, m, templates[m.name], settings.allow_modules, processes))
         if not settings.preprocess_cache_mb or entry["preprocess_fits"] >= entry["fits"]:

@@ -293,10 +293,8 @@ def model_plan(job: Any, model: Any, template: Any, allow: Sequence[str],
     where = f"{job.path}: models.{model.name}.grid"
     built = {i: build_candidate(p, job, allow, where) for i, p in enumerate(raw)}
     shared = prefix_fits(template, list(built.values()), job.search.folds)
-    key = growable(template)
     pending = [(i, f) for f in range(job.search.folds) for i in range(len(raw))]
-    units = [[p] for p in pending] if key is None else plan(
-        template, pending, built, raw, {s.name for s in job.preprocess})
+    units = plan(template, pending, built, raw, {s.name for s in job.preprocess})
     if shared and processes is not None:
         shared = len(runs(template, units, built, processes))  # each unit fits the steps once
     n, fits = count_chains(units)

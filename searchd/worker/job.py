@@ -52,7 +52,7 @@ from searchd.worker.resume import (
     start,
     unchanged_done,
 )
-from searchd.worker.runner import Runner, job_processes, make_runner
+from searchd.worker.runner import Runner, job_n_jobs, make_runner
 from searchd.worker.strategy import Strategy, strategy_for
 
 log = logging.getLogger("searchd.worker")
@@ -216,7 +216,7 @@ class JobRun:
         classification = is_classification(self.spec, self.allow)
         if self.max_memory:
             # the worker and its pool processes share the cap (a cluster's are its own)
-            share = 1 if self.address else job_processes(self.spec, self.n_jobs)
+            share = 1 if self.address else job_n_jobs(self.spec, self.n_jobs)
             guard.limit_address_space(self.max_memory * 2**20 // share)
         self.data = data = load_dataset(self.spec, classification, data_dirs=self.data_dirs,
                                         state_dir=self.dir.parent,

@@ -16,7 +16,7 @@ from searchd.worker import chains, prefit
 from searchd.worker.dask_runner import DaskCluster
 from searchd.worker.evaluate import Task, longest_first
 from searchd.worker.halving import task_split
-from searchd.worker.runner import job_processes
+from searchd.worker.runner import job_n_jobs
 
 if TYPE_CHECKING:
     from searchd.worker.job import JobRun
@@ -32,8 +32,8 @@ def tasks(run: JobRun, name: str, template: Any, res: ModelResults,
         return (Task(i, f, built[i], split=task_split(res, i, run.splits[f]))
                 for i, f in longest_first(pending, task_seconds(run, res)))
     key = chains.growable(template)
-    units = [[p] for p in pending] if key is None else chains.plan(
-        template, pending, built, res.params, {s.name for s in run.spec.preprocess})
+    units = chains.plan(template, pending, built, res.params,
+                        {s.name for s in run.spec.preprocess})
     n, fits = chains.count_chains(units)
     if n:
         log.info("%s: %s: runs as warm-start chains: %d fits as %d chains growing %s",
@@ -53,7 +53,7 @@ def slots(run: JobRun) -> int:
     if isinstance(run.runner, DaskCluster):
         run.runner.connect()
         return max(1, run.runner.threads)
-    return job_processes(run.spec, run.n_jobs)
+    return job_n_jobs(run.spec, run.n_jobs)
 
 
 def task_seconds(run: JobRun, res: ModelResults) -> Callable[[], np.ndarray]:
