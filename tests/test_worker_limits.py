@@ -331,3 +331,22 @@ def test_max_memory_is_shared_by_every_core_with_the_default_n_jobs(
     assert run.runner is not None
     run.runner.close()
     assert caps == [2048 * 2**20 // (os.cpu_count() or 1)]
+
+
+@pytest.mark.parametrize(("own", "daemon", "expected"), [
+    (None, 1, 1), (-1, 1, 1), (-1, -1, "cores"), (None, -1, "cores"), (4, 1, 1),
+    (1, -1, 1), (-2, 1, 1),
+])
+def test_a_jobs_n_jobs_never_passes_the_daemons(tmp_path: Path, own: int | None, daemon: int,
+                                                expected: int | str) -> None:
+    """A job's own n_jobs (-1 included: it asked for every core and got them past a daemon
+    set to 1) is capped by the daemon's and by the machine's cores."""
+    from searchd.worker.runner import job_n_jobs
+    search = "" if own is None else f"[search]\nn_jobs = {own}\n"
+    path = tmp_path / "j.toml"
+    path.write_text('[data]\nsource = "sklearn:iris"\n' + search +
+                    '[models.knn]\nestimator = "KNeighborsClassifier"\n'
+                    'grid = { n_neighbors = [1] }\n')
+    cores = os.cpu_count() or 1
+    assert job_n_jobs(load_job(path, 10**6), daemon) == (cores if expected == "cores"
+                                                         else min(int(expected), cores))

@@ -48,12 +48,12 @@ class Runner(Protocol):
 
 def job_n_jobs(spec: JobSpec, daemon_n_jobs: int) -> int:
     """The processes a job's search gets: its own ``n_jobs``, capped by the daemon's and the
-    machine's (a job cannot ask for 10,000 processes), a negative count resolved as joblib
-    resolves it (-1, the default: every core)."""
-    n_jobs = spec.search.n_jobs or daemon_n_jobs
-    if daemon_n_jobs > 0 and n_jobs > 0:
-        n_jobs = min(n_jobs, daemon_n_jobs)
-    return int(effective_n_jobs(min(n_jobs, os.cpu_count() or 1)))
+    machine's (a job cannot ask for 10,000 processes); a negative count, the job's or the
+    daemon's, is resolved as joblib resolves it (-1, the default: every core) before it is
+    compared, so a job's -1 cannot pass a daemon's 1."""
+    daemon = int(effective_n_jobs(daemon_n_jobs))
+    own = int(effective_n_jobs(spec.search.n_jobs)) if spec.search.n_jobs else daemon
+    return min(own, daemon, os.cpu_count() or 1)
 
 
 def make_runner(spec: JobSpec, job_id: str, daemon_n_jobs: int, address: str | None,
